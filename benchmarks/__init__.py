@@ -1,0 +1,1 @@
+"""Benchmarks of the cart-sim core (run ``python -m benchmarks --quick``)."""

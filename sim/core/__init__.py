@@ -1,0 +1,1 @@
+"""The numba core: one kernel per step phase, on struct-of-arrays agent frames."""

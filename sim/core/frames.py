@@ -1,0 +1,71 @@
+"""Preallocated struct-of-arrays frames of super-individual agents.
+
+An agent stands for ``w`` real cells (an integer held in a float64, exact below 2**53),
+sits in a compartment ``comp`` and a class ``cls`` (phenotype, clone or stage), and
+carries ``x[k]``, its continuous properties. Kernels take the arrays and the live count
+``n`` and return the new count; Python grows the capacity before a phase that may spawn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Frame:
+    """Agents of one kind.
+
+    Args:
+        capacity: Initial number of slots.
+        props: Names of the continuous properties (rows of ``x``).
+
+    Example:
+        >>> f = Frame(4, ("load",))
+        >>> f.add(w=10.0, comp=1, cls=0)
+        >>> f.n, float(f.w[:f.n].sum())
+        (1, 10.0)
+    """
+
+    def __init__(self, capacity: int, props: tuple[str, ...]):
+        self.props = props
+        self.n = 0
+        self.w = np.zeros(capacity)
+        self.comp = np.zeros(capacity, np.int8)
+        self.cls = np.zeros(capacity, np.int8)
+        self.x = np.zeros((max(len(props), 1), capacity))
+
+    @property
+    def capacity(self) -> int:
+        """Number of slots."""
+        return self.w.shape[0]
+
+    def ensure(self, needed: int) -> None:
+        """Grow (never shrink) so that ``needed`` agents fit."""
+        if needed <= self.capacity:
+            return
+        cap = max(needed, 2 * self.capacity)
+        for name in ("w", "comp", "cls"):
+            old = getattr(self, name)
+            new = np.zeros(cap, old.dtype)
+            new[: self.n] = old[: self.n]
+            setattr(self, name, new)
+        x = np.zeros((self.x.shape[0], cap))
+        x[:, : self.n] = self.x[:, : self.n]
+        self.x = x
+
+    def add(self, w: float, comp: int, cls: int, x: np.ndarray | None = None) -> None:
+        """Append one agent (setup only; kernels spawn in place)."""
+        self.ensure(self.n + 1)
+        i = self.n
+        self.w[i], self.comp[i], self.cls[i] = w, comp, cls
+        if x is not None:
+            self.x[:, i] = x
+        self.n += 1
+
+    def total(self) -> float:
+        """Total weight (real cells)."""
+        return float(self.w[: self.n].sum())
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Copies of the live arrays (for checks and tests)."""
+        n = self.n
+        return {"w": self.w[:n].copy(), "comp": self.comp[:n].copy(), "cls": self.cls[:n].copy(), "x": self.x[:, :n].copy()}

@@ -1,0 +1,96 @@
+"""Phase 0: keep each agent kind near its resolution by splitting and merging.
+
+* **Compact**: agents with zero weight are removed.
+* **Merge** (too many agents): the lightest agents of the same compartment and class
+  are merged in pairs; the survivor keeps its properties with probability proportional
+  to its weight, so every property's weighted mean is unbiased. Weight is conserved
+  exactly.
+* **Split** (too few agents): the heaviest agents with weight >= 2 are halved (floor and
+  ceiling), so weights reach single cells at small numbers and extinction is real.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def nb_compact_agents(w, comp, cls, x, n):
+    """Remove zero-weight agents; return the new count."""
+    j = 0
+    for i in range(n):
+        if w[i] > 0.0:
+            if i != j:
+                w[j] = w[i]
+                comp[j] = comp[i]
+                cls[j] = cls[i]
+                for k in range(x.shape[0]):
+                    x[k, j] = x[k, i]
+            j += 1
+    return j
+
+
+@njit(cache=True)
+def nb_merge_agents(w, comp, cls, x, n, target, n_cls):
+    """Merge lightest same-group pairs until at most ``target`` agents remain."""
+    order = np.argsort(w[:n])
+    n_groups = 3 * n_cls
+    pending = -np.ones(n_groups, np.int64)
+    to_merge = n - target
+    merged = 0
+    for r in range(n):
+        if merged >= to_merge:
+            break
+        i = order[r]
+        g = comp[i] * n_cls + cls[i]
+        j = pending[g]
+        if j < 0:
+            pending[g] = i
+            continue
+        total = w[i] + w[j]
+        if np.random.random() * total < w[i]:
+            keep, drop = i, j
+        else:
+            keep, drop = j, i
+        w[keep] = total
+        w[drop] = 0.0
+        pending[g] = -1
+        merged += 1
+    return nb_compact_agents(w, comp, cls, x, n)
+
+
+@njit(cache=True)
+def nb_split_agents(w, comp, cls, x, n, target):
+    """Halve the heaviest agents (weight >= 2) until ``target`` agents exist or none can split."""
+    order = np.argsort(-w[:n])
+    m = n
+    for r in range(n):
+        if m >= target:
+            break
+        i = order[r]
+        if w[i] < 2.0:
+            break
+        half = np.floor(w[i] / 2.0)
+        w[i] -= half
+        w[m] = half
+        comp[m] = comp[i]
+        cls[m] = cls[i]
+        for k in range(x.shape[0]):
+            x[k, m] = x[k, i]
+        m += 1
+    return m
+
+
+@njit(cache=True)
+def nb_resample_agents(w, comp, cls, x, n, target, n_cls):
+    """Compact, then merge above ``target`` or split below ``target // 2``; return the count.
+
+    The caller guarantees capacity for ``target`` agents.
+    """
+    n = nb_compact_agents(w, comp, cls, x, n)
+    if n > target:
+        return nb_merge_agents(w, comp, cls, x, n, target, n_cls)
+    if n < target // 2:
+        return nb_split_agents(w, comp, cls, x, n, (3 * target) // 4)
+    return n

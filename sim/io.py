@@ -1,0 +1,72 @@
+"""Atomic output: every file is written to a temporary name and renamed into place."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from sim.errors import UserError
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside ``path``; rename it over ``path`` on success."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+
+def write_parquet(path: str | Path, df) -> None:
+    """Write a DataFrame to parquet, atomically."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def save_figure(path: str | Path, fig) -> None:
+    """Save a matplotlib figure as PNG, atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def _jsonable(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def check_output_dir(out: str | Path, option: str = "--out") -> Path:
+    """Validate an output folder without creating it; errors are :class:`UserError`.
+
+    The folder may exist (and must then be a writable directory) or not exist yet (its
+    nearest existing parent must then be a writable directory).
+    """
+    p = Path(out)
+    if p.exists():
+        if not p.is_dir():
+            raise UserError(option, "", str(p), "a directory for the outputs, but this is a file")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise UserError(option, "", str(p), "a writable directory")
+        return p
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(option, "", str(p), f"a folder that can be created (parent {parent} is not a writable directory)")
+    return p

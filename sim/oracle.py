@@ -1,0 +1,242 @@
+"""The mean-field oracle: the agent rules written as ODEs and solved with ``solve_ivp``.
+
+Every agent rule is a per-cell hazard, so the expected agent state follows these ODEs
+(up to the first-order operator splitting of the step). Blasts are tracked per initial
+density class (one class per initial agent, antigen noise must be 0), the lineage per
+stage, CAR T per compartment and phenotype. Rate formulas are the same numba helpers the
+kernels use (``activation``, ``engagement_rate``, ``space_factor``, ``car_t_rates``).
+
+Interventions switch discontinuously on grades, so compare with interventions off.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from sim.antigens import Stage
+from sim.core.car_t import EFFECTOR, MEMORY, car_t_rates
+from sim.core.common import BM, EMD, N_COMP, PB, activation, engagement_rate, hill, space_factor
+from sim.core.cytokines import IFNG, IL6, IL18, MAC
+from sim.core.hematopoiesis import N_STAGES
+from sim.model import Simulation, stage_compartments
+
+
+class MeanField:
+    """The ODE counterpart of one :class:`~sim.model.Simulation` (same patient and setup).
+
+    Args:
+        sim: A freshly constructed simulation (not yet run).
+    """
+
+    def __init__(self, sim: Simulation):
+        if sim.p["antigen_noise_sd"] != 0.0:
+            raise ValueError("the oracle tracks fixed density classes: set params.antigen_noise_sd = 0")
+        self.sim = sim
+        p = sim.p
+        bl = sim.blasts
+        self.nb = bl.n
+        self.bl_comp0 = bl.comp[: bl.n].copy()
+        self.bl_w0 = bl.w[: bl.n].copy()
+        a_kill, a_stim = np.zeros(bl.n), np.zeros(bl.n)
+        for j in range(bl.n):
+            x = bl.x[:, j]
+            d2 = x[sim.car2] if sim.car2 >= 0 else 0.0
+            di = x[sim.icar] if sim.icar >= 0 else 0.0
+            args = (p["hill_n"], sim.imax, sim.k_inh, p["icar_hill_m"])
+            a_kill[j] = activation(x[sim.car1], d2, sim.logic, di, sim.k_kill, *args)
+            a_stim[j] = activation(x[sim.car1], d2, sim.logic, di, sim.k_cyt, *args)
+        self.a_kill, self.a_stim = a_kill, a_stim
+        self.my_comp = stage_compartments()
+        # layout of the state vector
+        self.i_t = 0  # T[c, k]: 9
+        self.i_s = 9  # S[c]: 3
+        self.i_b = 12  # B[j, c]: nb * 3
+        self.i_m = self.i_b + 3 * self.nb  # M[s]: 9
+        self.i_c = self.i_m + N_STAGES  # cyt[c, 4]: 12
+        self.size = self.i_c + 12
+
+    def initial_state(self) -> np.ndarray:
+        """State at the start of the simulation (before infusion)."""
+        y = np.zeros(self.size)
+        b = np.zeros((self.nb, N_COMP))
+        b[np.arange(self.nb), self.bl_comp0] = self.bl_w0
+        y[self.i_b : self.i_m] = b.reshape(-1)
+        y[self.i_m : self.i_c] = self.sim.myeloid.w[:N_STAGES]
+        y[self.i_c :] = self.sim.cyt.reshape(-1)
+        return y
+
+    def rhs(self, t_h: float, y: np.ndarray) -> np.ndarray:
+        """Time derivative; ``t_h`` is hours since the simulation start."""
+        sim, p = self.sim, self.sim.p
+        t_day = sim.t0_day + t_h / 24.0
+        dy = np.zeros_like(y)
+        T = y[:9].reshape(N_COMP, 3).clip(0)
+        S = y[9:12]
+        B = y[self.i_b : self.i_m].reshape(self.nb, N_COMP).clip(0)
+        M = y[self.i_m : self.i_c].clip(0)
+        C = y[self.i_c :].reshape(N_COMP, 4)
+        dT, dS = dy[:9].reshape(N_COMP, 3), dy[9:12]
+        dB = dy[self.i_b : self.i_m].reshape(self.nb, N_COMP)
+        dM, dC = dy[self.i_m : self.i_c], dy[self.i_c :].reshape(N_COMP, 4)
+
+        # 1. engagement and killing
+        act_kill = (B * self.a_kill[:, None]).sum(axis=0)
+        act_stim = (B * self.a_stim[:, None]).sum(axis=0)
+        for s in range(N_STAGES):
+            act_kill[self.my_comp[s]] += M[s] * sim.my_a_kill[s]
+            act_stim[self.my_comp[s]] += M[s] * sim.my_a_stim[s]
+        t_kill = T @ sim.competence
+        hazard, sigma = np.zeros(N_COMP), np.zeros(N_COMP)
+        for c in range(N_COMP):
+            if act_kill[c] > 0 and t_kill[c] > 0:
+                rho = engagement_rate(act_kill[c], t_kill[c], sim.volume_l[c], p["search_rate_l_per_h"], p["handling_time_h"])
+                hazard[c] = rho * t_kill[c] * p["kill_per_activation"] / act_kill[c]
+                sigma[c] = rho * act_stim[c] / act_kill[c]
+        dB -= hazard[None, :] * self.a_kill[:, None] * B
+        dM -= hazard[self.my_comp] * sim.my_a_kill * M
+
+        # 2. CAR T fate
+        dS[:] = (sigma - S) / p["stim_memory_h"]
+        ld_sig = sim.ld_signal(t_day)
+        for c in range(N_COMP):
+            g = hill(S[c], p["stim_half_sat_per_h"], 2.0)
+            for k in range(3):
+                div, death, to_m, to_e, to_x = car_t_rates(
+                    k,
+                    g,
+                    sigma[c],
+                    sim.patient.product_fitness,
+                    1.0,
+                    ld_sig,
+                    p["ld_expansion_floor"],
+                    1.0,
+                    p["car_t_max_division_per_h"],
+                    p["homeostatic_division_per_h"],
+                    p["memory_death_per_h"],
+                    p["effector_death_per_h"],
+                    p["exhausted_death_per_h"],
+                    p["aicd_per_engagement"],
+                    p["differentiation_per_h"],
+                    p["memory_reversion_fraction"],
+                    sim.k_exh,
+                )
+                flux = T[c, k]
+                dT[c, k] += (div - death - to_m - to_e - to_x) * flux
+                dT[c, MEMORY] += to_m * flux
+                dT[c, EFFECTOR] += to_e * flux
+                dT[c, 2] += to_x * flux
+
+        # 3. blasts
+        lin = sim.lineage
+        normal_bm = M[: Stage.RESERVE + 1].sum() + lin.background_bm * M[Stage.HSPC] / lin.healthy[Stage.HSPC]
+        occupancy = B[:, BM].sum() + normal_bm
+        kexp = p["crowding_exponent"]
+        f_bm = space_factor(occupancy, sim.c_max, kexp)
+        f_emd = space_factor(B[:, EMD].sum(), sim.c_emd, kexp)
+        ld_b = -math.log(1 - p["ld_blast_kill_per_day"]) / 24.0 if sim.ld_window(t_day) else 0.0
+        dB[:, BM] += (sim.r_b * f_bm - sim.d_b - ld_b) * B[:, BM]
+        dB[:, EMD] += (sim.r_b * f_emd - sim.d_b - ld_b) * B[:, EMD]
+        dB[:, PB] -= (p["blast_pb_death_per_h"] + ld_b) * B[:, PB]
+
+        # 4. hematopoiesis
+        ld_m = -math.log(1 - p["ld_myelo_kill_per_day"]) / 24.0 if sim.ld_window(t_day) else 0.0
+        anc = M[Stage.BLOOD_NEUTROPHIL] / (sim.volume_l[PB] * 1e9)
+        gcsf = min((sim.anc0 / max(anc, 1e-6)) ** p["gcsf_gamma"], p["gcsf_max_fold"])
+        h = M[Stage.HSPC]
+        dM[0] += h * (p["hspc_renewal_per_h"] * f_bm / sim.f0 - p["hspc_renewal_per_h"] * h / sim.h_set - ld_m)
+        r_div = min(lin.r_p * gcsf, 0.95 * lin.k_tr)
+        flow = np.zeros(N_STAGES)
+        flow[1:6] = lin.k_tr * M[1:6]
+        flow[6] = lin.k_rel * gcsf * M[6]
+        dM[1] += lin.d_h * h
+        dM[1:4] += (r_div - ld_m) * M[1:4]
+        dM[1:7] -= flow[1:7]
+        dM[2:8] += flow[1:7]
+        dM[7] -= lin.k_circ * M[7]
+        dM[8] += lin.m_h * h - lin.k_mono * M[8]
+
+        # 5. cytokines
+        ln2 = math.log(2)
+        k6, kf, k18 = ln2 / p["il6_half_life_h"], ln2 / p["ifng_half_life_h"], ln2 / p["il18_half_life_h"]
+        mono = 0.5 + 0.5 * M[Stage.MONOCYTE] / max(lin.healthy[Stage.MONOCYTE], 1.0)
+        car_cells = T.sum(axis=1)
+        present = sim.present
+        for c in range(N_COMP):
+            if not present[c]:
+                continue
+            v_ml = sim.volume_l[c] * 1e3
+            gain = 1.0
+            if sim.armor_fg > 0:
+                e = max(0.0, C[c, IL18] - p["il18_baseline_pg_per_ml"])
+                gain += p["il18_boost_max"] * e / (e + p["il18_half_sat_pg_per_ml"])
+            dC[c, IFNG] += p["ifng_pg_per_engagement"] * sigma[c] * t_kill[c] * gain / v_ml - kf * C[c, IFNG]
+            drive = p["macrophage_activation_per_h"] * hill(C[c, IFNG], p["macrophage_ifng_half_sat_pg_per_ml"], 3.0) * gain
+            dC[c, MAC] += drive * (1 - C[c, MAC]) - p["macrophage_decay_per_h"] * C[c, MAC]
+            dC[c, IL6] += k6 * (p["il6_baseline_pg_per_ml"] + p["il6_max_pg_per_ml"] * C[c, MAC] * mono - C[c, IL6])
+            target18 = p["il18_baseline_pg_per_ml"] * (1 + (p["il18_macrophage_fold"] - 1) * C[c, MAC])
+            target18 += sim.armor_fg * 1e-3 * car_cells[c] / v_ml / k18
+            dC[c, IL18] += k18 * (target18 - C[c, IL18])
+        vol = sim.volume_l[present].sum()
+        for q in (IL6, IFNG, IL18):
+            mean = (C[present, q] * sim.volume_l[present]).sum() / vol
+            dC[present, q] += p["cytokine_exchange_per_h"] * (mean - C[present, q])
+
+        # 6. trafficking
+        car_rates = np.zeros((N_COMP, N_COMP))
+        car_rates[PB, BM], car_rates[BM, PB] = p["car_t_bm_entry_per_h"], p["car_t_bm_exit_per_h"]
+        if present[EMD]:
+            car_rates[PB, EMD], car_rates[EMD, PB] = p["car_t_emd_entry_per_h"], p["car_t_emd_exit_per_h"]
+        dT += car_rates.T @ T - car_rates.sum(axis=1)[:, None] * T
+        egress = p["blast_egress_per_h"] * (occupancy / sim.c_max) ** kexp
+        dB[:, BM] -= egress * B[:, BM]
+        dB[:, PB] += egress * B[:, BM] - p["blast_homing_per_h"] * B[:, PB]
+        dB[:, BM] += p["blast_homing_per_h"] * B[:, PB]
+        return dy
+
+    def solve(self, record_every_hours: float = 6.0):
+        """Integrate to the horizon (infusion at day 0) and return a DataFrame of key outputs."""
+        import pandas as pd
+
+        sim = self.sim
+        t_inf = -sim.t0_day * 24.0
+        t_end = sim.n_steps * sim.dt
+        grid = np.arange(0.0, t_end + 1e-9, record_every_hours)
+        y = self.initial_state()
+        pieces = []
+        for a, b, infuse in ((0.0, t_inf, False), (t_inf, t_end, True)):
+            if infuse:
+                y = y.copy()
+                y[PB * 3 + MEMORY] += sim.dose_cells * _memory_share(sim)
+                y[PB * 3 + EFFECTOR] += sim.dose_cells * (1 - _memory_share(sim))
+            if b <= a:
+                continue
+            ts = grid[(grid >= a) & (grid <= b)]
+            sol = solve_ivp(self.rhs, (a, b), y, t_eval=ts, method="RK45", rtol=1e-5, atol=1e-3)
+            if not sol.success:
+                raise RuntimeError(f"oracle integration failed: {sol.message}")
+            pieces.append((sol.t, sol.y))
+            y = sol.y[:, -1]
+        t = np.concatenate([q[0] for q in pieces])
+        Y = np.concatenate([q[1] for q in pieces], axis=1)
+        T = Y[:9]
+        B = Y[self.i_b : self.i_m]
+        M = Y[self.i_m : self.i_c]
+        C = Y[self.i_c :].reshape(N_COMP, 4, -1)
+        df = pd.DataFrame(
+            {
+                "t_days": sim.t0_day + t / 24.0,
+                "car_t_total": T.sum(axis=0),
+                "blasts_total": B.sum(axis=0),
+                "anc_1e9_per_l": M[Stage.BLOOD_NEUTROPHIL] / (sim.volume_l[PB] * 1e9),
+                "il6_pb_pg_per_ml": C[PB, IL6],
+            }
+        )
+        return df.drop_duplicates("t_days").reset_index(drop=True)
+
+
+def _memory_share(sim: Simulation) -> float:
+    n_agents = int(min(sim.scenario.resolution.car_t_agents, max(sim.dose_cells, 1)))
+    return round(n_agents * sim.memory_fraction) / n_agents

@@ -1,0 +1,186 @@
+"""The biological parameter set: every value with its unit, source and confidence.
+
+One shared set serves every scenario; scenario files describe the trial, not the
+biology. Confidence follows ``../shared/PARAMETERS.md``: ``H`` a direct measurement,
+``M`` secondary or fitted elsewhere, ``L`` inferred, assumed or calibrated. Every ``L``
+value carries a prior range so that ``calibrate`` can fit it.
+
+Rates are per hour unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter value with its provenance.
+
+    Attributes:
+        value: The default value.
+        unit: Unit of ``value``.
+        source: Where the value comes from, or why it was assumed.
+        confidence: ``H``, ``M`` or ``L``.
+        prior: ``(low, high)`` range for calibration; required for ``L`` values.
+        low: Smallest valid value (domain check for overrides).
+        high: Largest valid value (domain check for overrides).
+    """
+
+    value: float
+    unit: str
+    source: str
+    confidence: str
+    prior: tuple[float, float] | None = None
+    low: float = 0.0
+    high: float = math.inf
+
+
+def _ln2_over(half_life_h: float) -> float:
+    return math.log(2.0) / half_life_h
+
+
+PARAMETERS: dict[str, Param] = {
+    # --- marrow and blood ---------------------------------------------------------
+    "bm_cells_per_kg": Param(1e10, "cells/kg", "Harrison 1962; marrow cellularity reviews", "M", low=1e8),
+    "marrow_capacity_factor": Param(
+        2.0, "x normal cellularity", "assumed: leukemic marrow is up to ~100% cellular vs ~50% normal", "L", (1.5, 3.0), low=1.0
+    ),
+    "crowding_exponent": Param(4.0, "-", "assumed steepness of space limitation", "L", (2.0, 8.0), low=0.5),
+    "blood_volume_l_per_kg": Param(0.07, "L/kg", "physiology convention", "H", low=0.01),
+    "bm_volume_l_per_kg": Param(
+        0.02, "L/kg", "assumed: red-marrow interaction volume ~1.4 L at 70 kg", "L", (0.01, 0.04), low=1e-4
+    ),
+    "emd_volume_l": Param(0.05, "L", "assumed: a few cm^3 extramedullary mass", "L", (0.01, 0.5), low=1e-4),
+    # --- blasts --------------------------------------------------------------------
+    "blast_cycle_h": Param(48.0, "h", "Raza 1991 Br J Haematol: median Tc 48 h (11.5-211)", "H", low=1.0),
+    "blast_pb_death_per_h": Param(0.02, "1/h", "assumed: circulating blasts short-lived", "L", (0.005, 0.1)),
+    "blast_egress_per_h": Param(0.002, "1/h", "assumed: spill to blood scales with crowding", "L", (1e-4, 0.01)),
+    "blast_homing_per_h": Param(0.05, "1/h", "assumed", "L", (0.01, 0.2)),
+    "antigen_noise_sd": Param(0.1, "log-density per division", "assumed inheritance noise", "L", (0.0, 0.5)),
+    "ld_blast_kill_per_day": Param(
+        0.1, "fraction/day", "assumed: Flu/Cy modest anti-leukemic effect", "L", (0.0, 0.3), high=0.99
+    ),
+    # --- myelopoiesis (Friberg-type) -----------------------------------------------
+    "anc_healthy_1e9_per_l": Param(5.0, "1e9/L", "Friberg 2002 J Clin Oncol: circ0 ~5e9/L", "H", low=0.1),
+    "neutrophil_half_life_h": Param(10.0, "h", "Dancey 1976; Pillay 2010: 7-19 h", "M", low=0.5),
+    "precursor_transit_h": Param(110.0, "h", "Friberg 2002: mean transit 89-135 h", "H", low=10.0),
+    "reserve_residence_h": Param(48.0, "h", "assumed marrow storage residence (shortened by G-CSF)", "L", (24.0, 120.0), low=1.0),
+    "mitotic_amplification": Param(16.0, "fold", "Dancey 1976: ~4 divisions myeloblast to myelocyte", "M", low=1.0),
+    "gcsf_gamma": Param(0.17, "-", "Friberg 2002: feedback exponent 0.16-0.24", "H"),
+    "gcsf_max_fold": Param(5.0, "fold", "assumed cap on the (ANC0/ANC)^gamma feedback", "L", (2.0, 10.0), low=1.0),
+    "hspc_fraction_of_bm": Param(0.01, "-", "CD34+ ~1% of marrow nucleated cells", "M", low=1e-4, high=0.5),
+    "hspc_renewal_per_h": Param(0.004, "1/h", "assumed: progenitor recovery over weeks", "L", (0.001, 0.02)),
+    "monocyte_healthy_1e9_per_l": Param(0.5, "1e9/L", "reference range 0.2-0.8e9/L", "M"),
+    "monocyte_half_life_h": Param(24.0, "h", "Patel 2017 J Exp Med: classical monocytes ~1 d", "M", low=1.0),
+    "ld_myelo_kill_per_day": Param(
+        0.25, "fraction/day", "assumed Flu/Cy myelosuppressive hit on cycling cells", "L", (0.05, 0.5), high=0.99
+    ),
+    # --- CAR T engagement ------------------------------------------------------------
+    "search_rate_l_per_h": Param(2e-11, "L/(cell h)", "calibrated: mass-action encounter rate", "L", (1e-12, 1e-9), low=1e-15),
+    "handling_time_h": Param(2.0, "h", "Weigelin 2021: 1-20 kills per CTL per day", "M", low=0.01),
+    "kill_per_activation": Param(0.7, "probability", "assumed", "L", (0.3, 1.0), high=1.0),
+    "k_kill_molecules": Param(300.0, "molecules/cell", "Watanabe 2015: lysis needs ~200 molecules", "H", low=1.0),
+    "k_cytokine_molecules": Param(3000.0, "molecules/cell", "Watanabe 2015: cytokine release ~10x more", "H", low=1.0),
+    "hill_n": Param(2.0, "-", "assumed Hill coefficient for CAR activation", "L", (1.0, 4.0), low=0.1),
+    "cd28_threshold_factor": Param(0.5, "x", "Majzner 2020: CD28 lowers the density threshold (qualitative)", "L", (0.2, 1.0)),
+    "icar_imax": Param(0.9, "fraction", "Fedorov 2013 (qualitative); prior 0.5-0.99", "L", (0.5, 0.99), high=1.0),
+    "icar_k_molecules": Param(1e4, "molecules/cell", "prior 1e3-1e5 (PARAMETERS.md)", "L", (1e3, 1e5), low=1.0),
+    "icar_hill_m": Param(2.0, "-", "assumed", "L", (1.0, 4.0), low=0.1),
+    "competence_memory": Param(0.3, "x", "assumed: memory-like cells kill less", "L", (0.1, 1.0), high=1.0),
+    "competence_exhausted": Param(0.1, "x", "assumed", "L", (0.0, 0.5), high=1.0),
+    # --- CAR T fate ------------------------------------------------------------------
+    "car_t_max_division_per_h": Param(
+        0.1, "1/h", "calibrated: net doubling ~0.8 d at peak stimulation (Stein 2019: 0.78 d)", "L", (0.03, 0.15), low=1e-4
+    ),
+    "stim_half_sat_per_h": Param(
+        0.3, "engagements/h", "calibrated: normal myelopoiesis alone barely sustains expansion", "L", (0.1, 2.0), low=1e-6
+    ),
+    "stim_memory_h": Param(12.0, "h", "assumed stimulation memory", "L", (4.0, 48.0), low=0.1),
+    "differentiation_per_h": Param(
+        0.05, "1/h", "assumed memory->effector under stimulation (faster than memory self-renewal)", "L", (0.01, 0.2)
+    ),
+    "effector_death_per_h": Param(_ln2_over(4.3 * 24), "1/h", "Stein 2019: contraction t1/2 4.3 d", "M"),
+    "memory_reversion_fraction": Param(0.008, "fraction", "Stein 2019: ~0.8% of contracting cells to memory", "M", high=1.0),
+    "memory_death_per_h": Param(_ln2_over(217 * 24), "1/h", "Stein 2019: memory t1/2 ~217 d", "M"),
+    "aicd_per_engagement": Param(0.02, "1/engagement", "assumed activation-induced cell death of effectors", "L", (0.0, 0.1)),
+    "exhausted_death_per_h": Param(_ln2_over(48.0), "1/h", "assumed", "L", (0.005, 0.05)),
+    "exhaustion_per_engagement_41bb": Param(
+        0.004, "1/engagement", "Long 2015 (qualitative): 4-1BB exhausts slowly", "L", (0.001, 0.02)
+    ),
+    "exhaustion_per_engagement_cd28": Param(
+        0.03, "1/engagement", "Long 2015; Park 2018: CD28 median persistence 14 d", "L", (0.005, 0.1)
+    ),
+    "exhaustion_per_engagement_savvy": Param(
+        0.006, "1/engagement", "Geyer 2024 abstract: modified CD28 limits exhaustion", "L", (0.001, 0.03)
+    ),
+    "homeostatic_division_per_h": Param(
+        0.01, "1/h", "assumed IL-7/IL-15 driven expansion after lymphodepletion", "L", (0.0, 0.03)
+    ),
+    "ld_signal_decay_days": Param(10.0, "d", "assumed recovery of host lymphocytes", "L", (3.0, 30.0), low=0.1),
+    "ld_expansion_floor": Param(
+        0.25,
+        "x",
+        "assumed: antigen-driven expansion without lymphodepletion (Turtle 2016: Cy/Flu raises expansion)",
+        "L",
+        (0.05, 1.0),
+        high=1.0,
+    ),
+    "car_t_bm_entry_per_h": Param(
+        0.2, "1/h", "BM:PB ratio not found; assumed ~10:1 (tissue-resident majority)", "L", (0.02, 1.0)
+    ),
+    "car_t_bm_exit_per_h": Param(0.02, "1/h", "BM:PB ratio not found; assumed", "L", (0.005, 0.2)),
+    "car_t_emd_entry_per_h": Param(0.01, "1/h", "assumed", "L", (0.001, 0.1)),
+    "car_t_emd_exit_per_h": Param(0.05, "1/h", "assumed", "L", (0.01, 0.2)),
+    # --- cytokines (concentrations in pg/mL) -----------------------------------------
+    "ifng_pg_per_engagement": Param(1e-3, "pg", "calibrated: ~1 fg IFN-gamma per productive engagement", "L", (1e-4, 1e-2)),
+    "il6_half_life_h": Param(2.0, "h", "Weber 1993: ~4 h s.c., <1 h i.v.", "L", (0.5, 4.0), low=0.01),
+    "ifng_half_life_h": Param(0.5, "h", "Kurzrock 1985: 25-35 min i.v.", "H", low=0.01),
+    "il18_half_life_h": Param(6.0, "h", "assumed", "L", (1.0, 24.0), low=0.01),
+    "il6_baseline_pg_per_ml": Param(3.0, "pg/mL", "healthy serum IL-6 <5 pg/mL", "M"),
+    "il18_baseline_pg_per_ml": Param(370.0, "pg/mL", "Kudela 2019: controls ~370 pg/mL", "H"),
+    "il6_max_pg_per_ml": Param(1e4, "pg/mL", "assumed IL-6 at full macrophage activation", "L", (5e3, 1e5)),
+    "macrophage_activation_per_h": Param(0.2, "1/h", "assumed", "L", (0.02, 0.5)),
+    "macrophage_ifng_half_sat_pg_per_ml": Param(1500.0, "pg/mL", "assumed", "L", (200.0, 1e4), low=1e-3),
+    "macrophage_decay_per_h": Param(0.05, "1/h", "assumed", "L", (0.01, 0.2)),
+    "cytokine_exchange_per_h": Param(1.0, "1/h", "assumed marrow-blood exchange", "L", (0.1, 5.0)),
+    "il18_macrophage_fold": Param(100.0, "x baseline", "Kudela 2019: MAS 100-500x normal IL-18", "H"),
+    "il18_armor_fg_per_cell_h": Param(0.05, "fg/(cell h)", "calibrated: constitutive IL-18 secretion", "L", (0.005, 0.5)),
+    "il18_boost_max": Param(2.0, "x", "Geyer 2024: expansion at 10-100x lower doses", "L", (0.5, 5.0)),
+    "il18_half_sat_pg_per_ml": Param(2000.0, "pg/mL", "assumed", "L", (200.0, 2e4), low=1e-3),
+    # --- clinical latent states ------------------------------------------------------
+    "il6_ref_pg_per_ml": Param(
+        50.0, "pg/mL", "calibrated: IL-6 that gives fever (peak IL-6 by grade not found)", "L", (10.0, 200.0), low=1e-3
+    ),
+    "ifng_ref_pg_per_ml": Param(100.0, "pg/mL", "calibrated", "L", (20.0, 500.0), low=1e-3),
+    "inflammation_tau_h": Param(6.0, "h", "assumed lag of fever/hypotension behind cytokines", "L", (1.0, 24.0), low=0.1),
+    "icans_ref_pg_per_ml": Param(300.0, "pg/mL", "calibrated IFN-gamma scale of neurotoxicity", "L", (50.0, 2000.0), low=1e-3),
+}
+
+#: Grade thresholds of the dimensionless inflammation index (CRS 1..5). Calibrated (L).
+CRS_THRESHOLDS = (1.0, 8.0, 30.0, 100.0, 400.0)
+#: Grade thresholds of the neurotoxicity index (ICANS 1..4). Calibrated (L).
+ICANS_THRESHOLDS = (2.0, 6.0, 15.0, 40.0)
+
+
+def defaults() -> dict[str, float]:
+    """Return the default value of every parameter by name."""
+    return {name: p.value for name, p in PARAMETERS.items()}
+
+
+def resolve(overrides: dict[str, float] | None = None) -> dict[str, float]:
+    """Return the parameter values with ``overrides`` applied.
+
+    Args:
+        overrides: Parameter names to values; names must exist in ``PARAMETERS``.
+
+    Returns:
+        A new dict of every parameter value.
+    """
+    values = defaults()
+    for name, value in (overrides or {}).items():
+        if name not in PARAMETERS:
+            raise KeyError(name)
+        values[name] = float(value)
+    return values

@@ -1,0 +1,47 @@
+"""Figures of one patient."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def patient_figure(ts, summary: dict, blood_l: float):
+    """CAR T, blasts, ANC and IL-6 over days (log axes where counts span decades)."""
+    pb = ts[ts.compartment == "pb"]
+    bm = ts[ts.compartment == "bm"]
+    t = pb.t_days.to_numpy()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    ax = axes[0, 0]
+    car_pb = (pb.car_t_memory + pb.car_t_effector + pb.car_t_exhausted).to_numpy() / (blood_l * 1e6)
+    ax.semilogy(t, car_pb.clip(1e-4), label="blood (cells/uL)")
+    ax.set_title("CAR T cells in blood")
+    ax.set_ylabel("cells per uL")
+    ax = axes[0, 1]
+    ax.semilogy(t, ts.groupby("t_days").blasts.sum().to_numpy().clip(1), label="all blasts")
+    ax.semilogy(t, ts.groupby("t_days").blasts_target_negative.sum().to_numpy().clip(1), label="CAR-target-negative", ls="--")
+    ax.set_title(f"Leukemic blasts (BM blasts day 28: {summary['bm_blast_percent_day28']:.2g}%)")
+    ax.set_ylabel("cells")
+    ax.legend(fontsize=8)
+    ax = axes[1, 0]
+    ax.semilogy(t, pb.anc_1e9_per_l.to_numpy().clip(1e-3))
+    for y, ls in ((0.5, "--"), (0.1, ":")):
+        ax.axhline(y, color="grey", ls=ls, lw=0.8)
+    ax.set_title(f"ANC (nadir {summary['anc_nadir_1e9_per_l']:.2g}e9/L)")
+    ax.set_ylabel("1e9/L")
+    ax = axes[1, 1]
+    ax.semilogy(t, pb.il6_pg_per_ml.to_numpy().clip(0.1), label="IL-6 blood")
+    ax.semilogy(t, pb.ifng_pg_per_ml.to_numpy().clip(0.1), label="IFN-gamma blood", alpha=0.7)
+    ax.semilogy(t, bm.il6_pg_per_ml.to_numpy().clip(0.1), label="IL-6 marrow", ls="--", alpha=0.7)
+    ax.set_title(f"Cytokines (CRS grade {summary['crs_grade']}, ICANS {summary['icans_grade']})")
+    ax.set_ylabel("pg/mL")
+    ax.legend(fontsize=8)
+    for a in axes[1]:
+        a.set_xlabel("days after infusion")
+    for a in axes.flat:
+        a.axvline(0, color="k", lw=0.5)
+    fig.suptitle(f"{summary['scenario']} - patient {summary['patient_index']} - response day 28: {summary['response_day28']}")
+    fig.tight_layout()
+    return fig

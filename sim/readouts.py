@@ -1,0 +1,135 @@
+"""Clinical readouts of one patient, each from model state by a documented rule.
+
+Rules (first versions; ``../shared/DESIGN.md`` section 5):
+
+* **BM blast %** = marrow blasts / (marrow blasts + explicit myeloid lineage in marrow
+  + background erythroid/lymphoid cells) x 100.
+* **Response at day 28** (ELN 2022, platelets not modelled): CR = BM blasts < 5%, no
+  circulating blasts (< ``PB_BLAST_DETECT_PER_UL``), no EMD (< ``EMD_DETECT_CELLS``) and
+  ANC >= 1.0e9/L; CRi = the same with 0.5 <= ANC < 1.0 (partial recovery); MLFS = the
+  same without recovery (ANC < 0.5); PR = blasts 5-25% and a fall of >= 50% from
+  baseline; NR otherwise. MRD-negative: CR or CRi with BM blasts < 0.1%.
+* **CRS / ICANS grade**: the highest grade of the latent inflammation / neurotoxicity
+  index after infusion (thresholds in :mod:`sim.params`); onset = first day at grade >= 1.
+* **IEC-HS**: after CRS onset, blood macrophage activation >= ``IEC_HS_MACROPHAGE`` for
+  at least ``IEC_HS_HOURS`` while ANC < 1.0e9/L.
+* **Neutropenia**: nadir, days below 0.5 and 0.1e9/L after infusion, CTCAE v5 grade of
+  the nadir, first day after the nadir with ANC >= 0.5 (recovery).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim import __version__
+
+PB_BLAST_DETECT_PER_UL = 1.0  # assumed: 1 blast per uL (1% of 0.1e9/L leukocytes) is detectable
+EMD_DETECT_CELLS = 1e8  # assumed: ~0.1 cm^3, below imaging detection
+IEC_HS_MACROPHAGE = 0.5
+IEC_HS_HOURS = 48.0
+
+
+def ctcae_neutropenia_grade(anc_1e9_per_l: float) -> int:
+    """CTCAE v5 neutrophil count decreased grade (LLN taken as 2.0e9/L)."""
+    for grade, limit in ((4, 0.5), (3, 1.0), (2, 1.5), (1, 2.0)):
+        if anc_1e9_per_l < limit:
+            return grade
+    return 0
+
+
+def response(bm_blast_percent: float, baseline_percent: float, pb_blasts_per_ul: float, emd_cells: float, anc: float) -> str:
+    """ELN 2022 response category (see module docstring)."""
+    clear = pb_blasts_per_ul < PB_BLAST_DETECT_PER_UL and emd_cells < EMD_DETECT_CELLS
+    if bm_blast_percent < 5.0 and clear:
+        if anc >= 1.0:
+            return "CR"
+        return "CRi" if anc >= 0.5 else "MLFS"
+    if 5.0 <= bm_blast_percent <= 25.0 and bm_blast_percent <= 0.5 * baseline_percent:
+        return "PR"
+    return "NR"
+
+
+def days_below(t_days: np.ndarray, values: np.ndarray, limit: float) -> float:
+    """Days with ``values < limit`` (left Riemann sum over the record grid)."""
+    if len(t_days) < 2:
+        return 0.0
+    dt = np.diff(t_days)
+    return float(np.sum(dt[values[:-1] < limit]))
+
+
+def first_day(t_days: np.ndarray, mask: np.ndarray) -> float | None:
+    """First time where ``mask`` holds, or ``None``."""
+    idx = np.flatnonzero(mask)
+    return float(t_days[idx[0]]) if idx.size else None
+
+
+def longest_run_hours(t_days: np.ndarray, mask: np.ndarray) -> float:
+    """Longest stretch (hours) where ``mask`` holds."""
+    best = run = 0.0
+    for k in range(1, len(t_days)):
+        run = run + (t_days[k] - t_days[k - 1]) * 24.0 if mask[k] and mask[k - 1] else 0.0
+        best = max(best, run)
+    return best
+
+
+def summarize(sim, ts) -> dict:
+    """The patient summary (``summary.json``) from a finished simulation and its time series."""
+    pb = ts[ts.compartment == "pb"].reset_index(drop=True)
+    bm = ts[ts.compartment == "bm"].reset_index(drop=True)
+    emd = ts[ts.compartment == "emd"].reset_index(drop=True)
+    t = pb.t_days.to_numpy()
+    post = t >= 0.0
+    anc = pb.anc_1e9_per_l.to_numpy()
+    blood_ul = sim.volume_l[1] * 1e6
+    car_t_pb = (pb.car_t_memory + pb.car_t_effector + pb.car_t_exhausted).to_numpy() / blood_ul
+    k28 = int(np.argmin(np.abs(t - min(28.0, t[-1]))))
+    k0 = int(np.argmin(np.abs(t - 0.0)))
+    blast_pct = bm.bm_blast_percent.to_numpy()
+    emd_cells = emd.blasts.to_numpy() if len(emd) else np.zeros_like(t)
+    resp = response(blast_pct[k28], blast_pct[k0], pb.blasts.to_numpy()[k28] / blood_ul, emd_cells[k28], anc[k28])
+    crs = pb.crs_grade_now.to_numpy()
+    icans = pb.icans_grade_now.to_numpy()
+    crs_onset = first_day(t, post & (crs >= 1))
+    crs_days = days_below(t, -crs * post, -0.5)  # days with grade >= 1
+    iec = False
+    if crs_onset is not None:
+        mac = pb.macrophage_activation.to_numpy()
+        iec = longest_run_hours(t, (t >= crs_onset) & (mac >= IEC_HS_MACROPHAGE) & (anc < 1.0)) >= IEC_HS_HOURS
+    anc_post = np.where(post, anc, np.inf)
+    k_nadir = int(np.argmin(anc_post))
+    recovery = first_day(t, (np.arange(len(t)) > k_nadir) & (anc >= 0.5)) if anc[k_nadir] < 0.5 else None
+    k_peak = int(np.argmax(np.where(post, car_t_pb, -1.0)))
+    killed_last = ts[[c for c in ts.columns if c.startswith("killed_")]].iloc[-1]
+    return {
+        "scenario": sim.scenario.name,
+        "seed": sim.scenario.seed,
+        "patient_index": sim.index,
+        "version": __version__,
+        "horizon_days": sim.scenario.horizon_days,
+        "response_day28": resp,
+        "mrd_negative": bool(resp in ("CR", "CRi") and blast_pct[k28] < 0.1),
+        "bm_blast_percent_baseline": float(blast_pct[k0]),
+        "bm_blast_percent_day28": float(blast_pct[k28]),
+        "crs_grade": int(crs[post].max(initial=0)),
+        "crs_onset_day": crs_onset,
+        "crs_duration_days": crs_days,
+        "icans_grade": int(icans[post].max(initial=0)),
+        "iec_hs": bool(iec),
+        "tocilizumab_given": bool(sim.toci_given),
+        "steroids_given": bool(sim.steroids_given),
+        "anc_baseline_1e9_per_l": float(anc[k0]),
+        "anc_nadir_1e9_per_l": float(anc[k_nadir]),
+        "anc_nadir_day": float(t[k_nadir]),
+        "neutropenia_grade": ctcae_neutropenia_grade(float(anc[k_nadir])),
+        "days_anc_below_0_5": days_below(t[post], anc[post], 0.5),
+        "days_anc_below_0_1": days_below(t[post], anc[post], 0.1),
+        "anc_recovery_day": recovery,
+        "car_t_peak_cells_per_ul_blood": float(car_t_pb[k_peak]),
+        "car_t_tmax_days": float(t[k_peak]),
+        "il6_peak_pg_per_ml": float(pb.il6_pg_per_ml[post].max()),
+        "ifng_peak_pg_per_ml": float(pb.ifng_pg_per_ml[post].max()),
+        "blasts_total_day28": float(ts[ts.t_days == t[k28]].blasts.sum()),
+        "blasts_total_baseline": float(ts[ts.t_days == t[k0]].blasts.sum()),
+        "myeloid_killed": {k.removeprefix("killed_"): float(v) for k, v in killed_last.items()},
+        "patient": sim.patient.flat(),
+    }

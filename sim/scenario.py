@@ -1,0 +1,443 @@
+"""The scenario schema: one YAML file describes one trial arm.
+
+A scenario names the product (targets, logic, iCAR, costimulation, armoring, dose),
+the patient population (distributions), lymphodepletion, interventions, the agent
+resolution and the outputs. The biology comes from :mod:`sim.params`; a scenario may
+override parameters by name under ``params`` (sweeps and tests use that). Any value can
+be overridden by a dotted path with ``--set``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from sim.antigens import default_atlas
+from sim.errors import UserError
+from sim.params import PARAMETERS
+
+
+class KeyedValueError(ValueError):
+    """A validation error about one key below the validated field (names it in the message)."""
+
+    def __init__(self, key: str, value: object, expected: str):
+        super().__init__(expected)
+        self.key, self.value = key, value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
+
+
+class Dist(_Strict):
+    """A distribution of a patient quantity; a bare number means ``fixed``.
+
+    ``normal`` uses ``mean``/``sd``; ``lognormal`` uses ``median``/``sd_log``; ``uniform``
+    uses ``low``/``high``. ``low``/``high`` also clip ``normal`` and ``lognormal`` draws.
+    """
+
+    dist: Literal["fixed", "normal", "lognormal", "uniform"] = "fixed"
+    value: float | None = None
+    mean: float | None = None
+    sd: float | None = Field(None, ge=0)
+    median: float | None = Field(None, gt=0)
+    sd_log: float | None = Field(None, ge=0)
+    low: float | None = None
+    high: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_number(cls, data: Any) -> Any:
+        if isinstance(data, str):  # YAML 1.1 reads 1e6 (no dot) as a string
+            try:
+                data = float(data)
+            except ValueError:
+                return data
+        if isinstance(data, (int, float)) and not isinstance(data, bool):
+            return {"dist": "fixed", "value": data}
+        return data
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> Dist:
+        need = {
+            "fixed": ("value",),
+            "normal": ("mean", "sd"),
+            "lognormal": ("median", "sd_log"),
+            "uniform": ("low", "high"),
+        }[self.dist]
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a {self.dist} distribution needs {', '.join(missing)}")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError("low must not exceed high")
+        return self
+
+    def support(self) -> tuple[float, float]:
+        """Smallest and largest value a draw can take."""
+        if self.dist == "fixed":
+            return self.value, self.value
+        lo = self.low if self.low is not None else (0.0 if self.dist == "lognormal" else -math.inf)
+        hi = self.high if self.high is not None else math.inf
+        return lo, hi
+
+
+def _dist_in(d: Dist, lo: float, hi: float, what: str, strict_low: bool = False) -> Dist:
+    a, b = d.support()
+    if a < lo or b > hi or (strict_low and a <= lo):
+        low = f"> {lo:g}" if strict_low else f">= {lo:g}"
+        raise ValueError(f"{what} {low} and <= {hi:g} (set low/high to bound it); this one allows [{a:g}, {b:g}]")
+    return d
+
+
+class AntigenPopulation(_Strict):
+    """Population overrides of one atlas antigen (for example CD19 in t(8;21) AML)."""
+
+    aml_positive_fraction: float | None = Field(None, ge=0, le=1)
+    blast_median: float | None = Field(None, gt=0)
+    between_patient_log_sd: float | None = Field(None, ge=0)
+    within_patient_log_sd: float | None = Field(None, ge=0)
+    negative_fraction: float | None = Field(None, ge=0, le=1)
+
+
+class Patient(_Strict):
+    """Distributions of the patient population."""
+
+    weight_kg: Dist = Dist(dist="normal", mean=70, sd=15, low=40, high=120)
+    bm_blast_fraction: Dist = Dist(dist="uniform", low=0.1, high=0.7)
+    blast_doubling_days: Dist = Dist(dist="lognormal", median=14, sd_log=0.4, low=5, high=60)
+    anc_baseline_1e9_per_l: Dist = Dist(dist="lognormal", median=1.0, sd_log=0.8, low=0.05, high=10)
+    product_fitness: Dist = Dist(dist="lognormal", median=1.0, sd_log=0.5, low=0.05, high=20)
+    emd_probability: float = Field(0.0, ge=0, le=1)
+    emd_blasts: Dist = Dist(dist="lognormal", median=1e9, sd_log=1.0, low=1e6, high=1e11)
+    antigens: dict[str, AntigenPopulation] = {}
+
+    @field_validator("weight_kg")
+    @classmethod
+    def _weight(cls, d: Dist) -> Dist:
+        return _dist_in(d, 0.0, 500.0, "a weight", strict_low=True)
+
+    @field_validator("bm_blast_fraction")
+    @classmethod
+    def _blasts(cls, d: Dist) -> Dist:
+        return _dist_in(d, 0.0, 0.99, "a fraction")
+
+    @field_validator("blast_doubling_days", "anc_baseline_1e9_per_l", "product_fitness", "emd_blasts")
+    @classmethod
+    def _positive(cls, d: Dist) -> Dist:
+        return _dist_in(d, 0.0, math.inf, "a value", strict_low=True)
+
+    @field_validator("antigens")
+    @classmethod
+    def _known_antigens(cls, v: dict[str, AntigenPopulation]) -> dict[str, AntigenPopulation]:
+        for name in v:
+            _check_antigen(name)
+        return v
+
+
+def _check_antigen(name: str) -> str:
+    known = default_atlas().names
+    if name not in known:
+        hint = difflib.get_close_matches(name, known, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ValueError(f"an antigen of the atlas: one of {', '.join(known)}{extra}")
+    return name
+
+
+class Car(_Strict):
+    """The activating CAR: one antigen, or two with OR / AND logic."""
+
+    antigens: list[str] = Field(min_length=1, max_length=2)
+    logic: Literal["single", "or", "and"] = "single"
+
+    @field_validator("antigens")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for a in v:
+            _check_antigen(a)
+        if len(set(v)) != len(v):
+            raise ValueError("two different antigens")
+        return v
+
+    @model_validator(mode="after")
+    def _logic_matches(self) -> Car:
+        if (self.logic == "single") != (len(self.antigens) == 1):
+            raise ValueError("logic 'single' with one antigen, or 'or'/'and' with two")
+        return self
+
+
+class Icar(_Strict):
+    """An inhibitory CAR (NOT gate) on one antigen; I_max and threshold default to the parameter set."""
+
+    antigen: str
+    imax: float | None = Field(None, ge=0, le=1)
+    k_molecules: float | None = Field(None, gt=0)
+
+    @field_validator("antigen")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _check_antigen(v)
+
+
+class Product(_Strict):
+    """The CAR T product and its dose."""
+
+    car: Car
+    icar: Icar | None = None
+    costimulation: Literal["4-1BB", "CD28", "CD28_SAVVY"] = "4-1BB"
+    armoring: Literal["none", "IL-18"] = "none"
+    manufacturing: Literal["standard", "dasatinib"] = "standard"
+    dose_cells_per_kg: float = Field(gt=0)
+    memory_fraction: float = Field(0.3, ge=0, le=1)
+
+    @field_validator("icar")
+    @classmethod
+    def _icar_not_on_car(cls, icar: Icar | None, info: ValidationInfo) -> Icar | None:
+        car = info.data.get("car")
+        if icar is not None and car is not None and icar.antigen in car.antigens:
+            raise KeyedValueError(
+                "antigen",
+                icar.antigen,
+                f"an iCAR antigen other than the CAR antigens {car.antigens} "
+                "(an iCAR on the CAR's own antigen vetoes every target)",
+            )
+        return icar
+
+
+class Lymphodepletion(_Strict):
+    """Fludarabine/cyclophosphamide before infusion (days relative to infusion on day 0)."""
+
+    enabled: bool = True
+    start_day: float = Field(-5.0, le=0)
+    days: float = Field(3.0, gt=0, le=10)
+
+
+class Interventions(_Strict):
+    """Rule-based interventions (refined by the clinical module)."""
+
+    tocilizumab_at_crs_grade: int | None = Field(2, ge=1, le=4)
+    steroids_at_crs_grade: int | None = Field(3, ge=1, le=4)
+
+
+class Resolution(_Strict):
+    """Agents per kind: super-individuals are split or merged to stay near these counts."""
+
+    car_t_agents: int = Field(1000, ge=4, le=1_000_000)
+    blast_agents: int = Field(1000, ge=4, le=1_000_000)
+
+
+class Outputs(_Strict):
+    """What a run records."""
+
+    record_every_hours: float = Field(1.0, gt=0)
+
+
+class Scenario(_Strict):
+    """One arm: the product, the population and the simulation settings."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    source: str = ""
+    seed: int = Field(0, ge=0)
+    horizon_days: float = Field(28.0, gt=0, le=3650)
+    dt_hours: float = Field(1.0, gt=0, le=24)
+    patient: Patient = Patient()
+    product: Product
+    lymphodepletion: Lymphodepletion = Lymphodepletion()
+    interventions: Interventions = Interventions()
+    resolution: Resolution = Resolution()
+    outputs: Outputs = Outputs()
+    params: dict[str, float] = {}
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, value in v.items():
+            if name not in PARAMETERS:
+                hint = difflib.get_close_matches(name, PARAMETERS, n=1)
+                extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise KeyedValueError(name, value, f"a parameter name of sim.params (list them with `cart-sim params`){extra}")
+            p = PARAMETERS[name]
+            if not (p.low <= value <= p.high) or not math.isfinite(value):
+                raise KeyedValueError(name, value, f"a finite value within [{p.low:g}, {p.high:g}] {p.unit}")
+        return v
+
+    @field_validator("dt_hours")
+    @classmethod
+    def _dt_within_horizon(cls, dt: float, info: ValidationInfo) -> float:
+        horizon = info.data.get("horizon_days")
+        if horizon is not None and dt > horizon * 24:
+            raise ValueError(f"a step no longer than the horizon ({horizon * 24:g} h)")
+        return dt
+
+    @field_validator("outputs")
+    @classmethod
+    def _record_after_step(cls, outputs: Outputs, info: ValidationInfo) -> Outputs:
+        dt = info.data.get("dt_hours")
+        if dt is not None and outputs.record_every_hours < dt:
+            raise ValueError(f"record_every_hours of at least dt_hours ({dt:g})")
+        return outputs
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """Field names allowed at ``loc`` in the schema (for 'did you mean')."""
+    model: Any = Scenario
+    for part in loc:
+        if not isinstance(model, type) or not issubclass(model, BaseModel):
+            return []
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            continue
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        nested = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not nested and args and isinstance(args[-1], type) and issubclass(args[-1], BaseModel):
+            nested = [args[-1]]
+        model = nested[0] if nested else None
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _first_error(exc: ValidationError, source: str) -> UserError:
+    err = exc.errors()[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    path = ".".join(str(p) for p in loc)
+    value = err.get("input")
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        expected = "no such key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        expected += f"; allowed here: {', '.join(allowed)}" if allowed else ""
+        return UserError(source, path, value, expected)
+    if err["type"] == "missing":
+        return UserError(source, path, None, "this required key to be given")
+    keyed = (err.get("ctx") or {}).get("error")
+    if isinstance(keyed, KeyedValueError):
+        return UserError(source, f"{path}.{keyed.key}", keyed.value, str(keyed))
+    msg = err["msg"].removeprefix("Value error, ")
+    if msg.startswith("Input should be "):
+        msg = msg.removeprefix("Input should be ")
+        if msg.startswith(("greater", "less")):
+            msg = "a value " + msg
+    return UserError(source, path, value, msg[0].lower() + msg[1:] if msg else "a valid value")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``dotted.path=value``; the value is read as YAML (so ``1e6`` is a number).
+
+    Raises:
+        UserError: If ``text`` has no ``=`` or an empty path.
+    """
+    if "=" not in text:
+        raise UserError("--set", text, text, "dotted.path=value, for example product.dose_cells_per_kg=3e6")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise UserError("--set", key, text, "a dotted path of keys, for example patient.weight_kg=70")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):  # YAML 1.1 reads 1e6 (no dot) and nan/inf as strings
+        try:
+            value = float(value.replace(".nan", "nan").replace(".inf", "inf"))
+        except ValueError:
+            pass
+    return parts, value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Return a copy of raw scenario ``data`` with ``--set`` overrides applied."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part) if isinstance(node, dict) else None
+            if nxt is None:
+                node[part] = nxt = {}
+            elif not isinstance(nxt, dict):
+                raise UserError("--set", ".".join(parts[: i + 1]), nxt, "a section with keys to set")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def read_yaml_mapping(path: str | Path) -> dict:
+    """Read a YAML file that must hold a mapping; every failure is a :class:`UserError`."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(str(p), "", str(p), "an existing file")
+    if p.is_dir():
+        raise UserError(str(p), "", str(p), "a file, not a directory")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(str(p), "", str(p), f"a readable UTF-8 text file ({e.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise UserError(str(p), "", text[:40], f"valid YAML{where}") from None
+    if data is None:
+        raise UserError(str(p), "", "", "a YAML mapping of scenario keys; the file is empty")
+    if not isinstance(data, dict):
+        raise UserError(str(p), "", data, f"a YAML mapping of keys, not a {type(data).__name__}")
+    return data
+
+
+def validate(data: dict, source: str) -> Scenario:
+    """Validate raw scenario ``data``; errors name ``source`` and the key path."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        raise _first_error(e, source) from None
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Load and validate a scenario file with optional ``--set`` overrides.
+
+    Args:
+        path: The scenario YAML.
+        overrides: ``dotted.path=value`` strings applied before validation.
+
+    Returns:
+        The validated scenario.
+
+    Raises:
+        UserError: On a missing, unreadable or invalid file or override.
+
+    Example:
+        >>> s = load_scenario("scenarios/cll1_standard.yaml", ["product.dose_cells_per_kg=3e6"])
+        >>> s.product.dose_cells_per_kg
+        3000000.0
+    """
+    data = read_yaml_mapping(path)
+    if overrides:
+        data = apply_overrides(data, overrides)
+        try:
+            Scenario.model_validate(data)
+        except ValidationError as e:
+            err = _first_error(e, str(path))
+            touched = {".".join(parse_override(o)[0]) for o in overrides}
+            related = (err.key_path == t or err.key_path.startswith(t + ".") or t.startswith(err.key_path + ".") for t in touched)
+            if any(related):
+                raise UserError(f"--set (on {path})", err.key_path, err.value, err.expected) from None
+            raise err from None
+    return validate(data, str(path))
+
+
+def json_schema() -> dict:
+    """The JSON Schema of a scenario file (for editors)."""
+    return Scenario.model_json_schema()

@@ -1,0 +1,153 @@
+"""`cart-sim run` end to end, and bad input: exit 2, one message, no traceback, nothing written."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import SCENARIOS
+
+STD = str(SCENARIOS / "cll1_standard.yaml")
+
+
+def cart_sim(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_run_writes_the_three_outputs(tmp_path):
+    out = tmp_path / "run"
+    r = cart_sim("run", STD, "--set", "horizon_days=4", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["patient.png", "summary.json", "timeseries.parquet"]
+    summary = json.loads((out / "summary.json").read_text())
+    required = {
+        "scenario",
+        "seed",
+        "version",
+        "response_day28",
+        "mrd_negative",
+        "bm_blast_percent_day28",
+        "crs_grade",
+        "icans_grade",
+        "iec_hs",
+        "anc_nadir_1e9_per_l",
+        "days_anc_below_0_5",
+        "days_anc_below_0_1",
+        "car_t_peak_cells_per_ul_blood",
+        "car_t_tmax_days",
+    }
+    assert required <= set(summary)
+    ts = pd.read_parquet(out / "timeseries.parquet")
+    assert {
+        "t_days",
+        "compartment",
+        "blasts",
+        "car_t_memory",
+        "car_t_effector",
+        "car_t_exhausted",
+        "anc_1e9_per_l",
+        "il6_pg_per_ml",
+        "ifng_pg_per_ml",
+        "il18_pg_per_ml",
+        "macrophage_activation",
+        "hspc",
+        "monocyte",
+    } <= set(ts.columns)
+    assert set(ts.compartment) == {"bm", "pb"}
+    assert ts.t_days.min() == -5 and abs(ts.t_days.max() - 4) < 1e-9
+
+
+def test_seed_option_changes_seed(tmp_path):
+    r = cart_sim("run", STD, "--seed", "7", "--set", "horizon_days=1", "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["seed"] == 7
+
+
+def test_schema_is_json_schema():
+    r = cart_sim("schema")
+    assert r.returncode == 0
+    schema = json.loads(r.stdout)
+    assert schema["title"] == "Scenario" and "product" in schema["properties"]
+
+
+def write(tmp_path, text, name="s.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+VALID = Path(STD).read_text()
+
+# (id, file text or None for the bundled scenario, extra args, text the message must contain)
+BAD_RUN_CASES = [
+    ("missing-file", "MISSING", [], "expected an existing file"),
+    ("empty-file", "", [], "the file is empty"),
+    ("not-yaml", "name: [unclosed\n", [], "expected valid YAML"),
+    ("yaml-list", "- a\n- b\n", [], "not a list"),
+    ("unknown-top-key", VALID + "horizon_dayz: 3\n", [], "did you mean 'horizon_days'"),
+    ("unknown-nested-key", None, ["--set", "product.car.logik=or"], "did you mean 'logic'"),
+    ("wrong-type", None, ["--set", "product.dose_cells_per_kg=lots"], "product.dose_cells_per_kg = 'lots'"),
+    ("negative-dose", None, ["--set", "product.dose_cells_per_kg=-1e6"], "greater than 0"),
+    ("zero-dose", None, ["--set", "product.dose_cells_per_kg=0"], "greater than 0"),
+    ("nan-dose", None, ["--set", "product.dose_cells_per_kg=nan"], "finite number"),
+    ("inf-horizon", None, ["--set", "horizon_days=.inf"], "finite number"),
+    ("unknown-antigen", None, ["--set", "product.car.antigens=[CLL2]"], "did you mean 'CLL1'"),
+    ("icar-on-car-antigen", None, ["--set", "product.icar.antigen=CLL1"], "product.icar.antigen = 'CLL1'"),
+    ("unknown-logic", None, ["--set", "product.car.logic=xor"], "product.car.logic"),
+    ("dt-longer-than-horizon", None, ["--set", "horizon_days=0.5", "--set", "dt_hours=13"], "no longer than the horizon"),
+    ("negative-weight", None, ["--set", "patient.weight_kg=-70"], "patient.weight_kg"),
+    ("unknown-param", None, ["--set", "params.search_rate=1"], "did you mean 'search_rate_l_per_h'"),
+    ("param-out-of-domain", None, ["--set", "params.icar_imax=1.5"], "params.icar_imax = 1.5"),
+    ("bad-override-syntax", None, ["--set", "product.dose_cells_per_kg"], "dotted.path=value"),
+    ("directory-as-scenario", "DIR", [], "not a directory"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_RUN_CASES, ids=[c[0] for c in BAD_RUN_CASES])
+def test_bad_run_input_exits_2_with_one_message(tmp_path, case):
+    _, text, extra, needle = case
+    if text is None:
+        path = STD
+    elif text == "MISSING":
+        path = str(tmp_path / "nope.yaml")
+    elif text == "DIR":
+        path = str(tmp_path)
+    else:
+        path = write(tmp_path, text)
+    out = tmp_path / "out"
+    r = cart_sim("run", path, *extra, "--out", str(out))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    message = " ".join(lines)
+    assert message.startswith("error:")
+    assert needle in message, message
+    assert not out.exists()
+
+
+def test_output_folder_that_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = cart_sim("run", STD, "--set", "horizon_days=1", "--out", str(f))
+    assert r.returncode == 2 and "this is a file" in r.stderr and "Traceback" not in r.stderr
+    assert f.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_output_folder_not_writable(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    r = cart_sim("run", STD, "--set", "horizon_days=1", "--out", str(ro / "x"))
+    assert r.returncode == 2 and "writable" in r.stderr
+
+
+def test_dry_run_validates_and_writes_nothing(tmp_path):
+    out = tmp_path / "dry"
+    r = cart_sim("run", STD, "--dry-run", "--out", str(out))
+    assert r.returncode == 0 and "valid" in r.stdout
+    assert not out.exists()
