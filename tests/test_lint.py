@@ -2,12 +2,14 @@
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 
-RUFF = shutil.which("ruff")
+RUFF = shutil.which("ruff") or next((str(p) for p in [Path(sys.executable).with_name("ruff")] if p.exists()), None)
 
 
 @pytest.mark.skipif(RUFF is None, reason="ruff not installed (pip install -e '.[test]')")

@@ -102,8 +102,3 @@ def nb_record_load(car_comp, car_x, n_car, sigma, dt):
     """Add this step's engagements per cell to each CAR T agent's cumulative load."""
     for i in range(n_car):
         car_x[0, i] += sigma[car_comp[i]] * dt
-
-
-def blast_activation_scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scratch arrays for :func:`nb_blast_activation`."""
-    return np.zeros(n), np.zeros(n)
