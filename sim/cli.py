@@ -100,6 +100,82 @@ def _write_run(result, sim, out_dir: Path) -> None:
 
 
 @app.command()
+def cohort(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML (one trial arm)")],
+    n: Annotated[int, typer.Option("-n", "--n-patients", min=1, help="Number of virtual patients")] = 100,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all CPUs)")] = None,
+    seed: Annotated[int | None, typer.Option(help="Root seed (overrides the scenario's seed)")] = None,
+    overrides: SetOption = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default results/<scenario name>-cohort)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and simulate nothing")] = False,
+) -> None:
+    """Simulate a virtual trial arm: writes patients.parquet, summary.json and cohort.png.
+
+    Patient i is the same virtual patient for any --workers and in every arm that shares
+    the population (common random numbers). Finished chunks are kept under OUT/chunks/,
+    so an interrupted cohort resumes when the same command is run again.
+    """
+    from sim.cohort import default_workers, spec_hash
+    from sim.io import check_output_dir
+
+    sc = _load(scenario, overrides, seed)
+    out_dir = check_output_dir(out or Path("results") / f"{sc.name}-cohort")
+    workers = workers or default_workers()
+    key = spec_hash(sc, n)
+    spec_file = out_dir / "chunks" / "spec.json"
+    if spec_file.exists() and json.loads(spec_file.read_text()).get("hash") != key:
+        raise UserError(
+            str(out_dir),
+            "chunks/spec.json",
+            json.loads(spec_file.read_text()).get("hash"),
+            f"the scenario and -n of the unfinished cohort there (this run is {key}); use another --out or remove it",
+        )
+    if dry_run:
+        console.print_json(sc.model_dump_json())
+        console.print(f"[green]valid[/green]: {n} patients of {sc.name} on {workers} workers -> {out_dir}/")
+        return
+    _run_cohort(sc, n, workers, out_dir, key)
+
+
+def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from sim.cohort import run_cohort
+    from sim.io import save_figure, write_json, write_parquet
+    from sim.plots import cohort_figure
+
+    chunk_dir = out_dir / "chunks"
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    write_json(chunk_dir / "spec.json", {"hash": key, "scenario": sc.name, "n": n})
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as bar:
+        task = bar.add_task(f"{sc.name}: patients", total=n)
+        result = run_cohort(sc, n, workers, chunk_dir, progress=lambda k: bar.update(task, completed=k))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir))
+    try:
+        write_parquet(staging / "patients.parquet", result.patients)
+        write_json(staging / "summary.json", result.summary)
+        save_figure(staging / "cohort.png", cohort_figure(result, f"{sc.name}: {n} virtual patients"))
+        publish(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(chunk_dir, ignore_errors=True)
+    _print_cohort(result.summary)
+    console.print(f"wrote {out_dir}/patients.parquet, summary.json, cohort.png")
+
+
+def _print_cohort(summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{summary['scenario']} ({summary['n_patients']} patients)")
+    for col in ("outcome", "rate", "95% CI (Wilson)"):
+        table.add_column(col)
+    for name, r in summary["rates"].items():
+        table.add_row(name, f"{r['rate']:.1%}", f"{r['ci95'][0]:.1%} - {r['ci95'][1]:.1%}")
+    console.print(table)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of scenario files (for editors)."""
     from sim.scenario import json_schema

@@ -29,6 +29,7 @@ import numpy as np
 
 from sim import rng
 from sim.antigens import Stage, default_atlas
+from sim.clinical import Clinic
 from sim.core.blasts import nb_grow_blasts
 from sim.core.car_t import EFFECTOR, MEMORY, nb_update_car_t
 from sim.core.common import BM, EMD, N_COMP, PB, activation, space_factor
@@ -39,7 +40,7 @@ from sim.core.hematopoiesis import N_STAGES, nb_step_hematopoiesis
 from sim.core.observe import nb_observe_agents
 from sim.core.resample import nb_resample_agents
 from sim.core.traffic import nb_traffic_cells
-from sim.params import CRS_THRESHOLDS, ICANS_THRESHOLDS, resolve
+from sim.params import resolve
 from sim.patient import VirtualPatient, sample_patient
 from sim.scenario import Scenario
 
@@ -144,6 +145,7 @@ class Simulation:
         self.t0_day = scenario.lymphodepletion.start_day if scenario.lymphodepletion.enabled else 0.0
         self.n_steps = int(round((scenario.horizon_days - self.t0_day) * 24.0 / self.dt))
         self.step_index = 0
+        self.replicate = replicate
         suffix = f".{replicate}" if replicate else ""
         self.stream_seeds = {s: rng.kernel_stream_seed(scenario.seed, patient_index, f"kernel.{s}{suffix}") for s in STREAMS}
         self.phase_seconds = dict.fromkeys(STEP_PHASES, 0.0)
@@ -182,11 +184,16 @@ class Simulation:
         self.d_b = max(self.r_b * self.f0 - net, 0.0)
         egress = p["blast_egress_per_h"] * (occupancy / self.c_max) ** p["crowding_exponent"]
         blasts_pb = blasts_bm * egress / (p["blast_homing_per_h"] + p["blast_pb_death_per_h"])
-        self.blasts = Frame(4 * self.scenario.resolution.blast_agents + 64, tuple(self.atlas.names))
+        self.blasts = Frame(4 * self.scenario.resolution.blast_agents + 64, (*self.atlas.names, "divisions_pending"))
         self._seed_blasts(blasts_bm, BM, self.scenario.resolution.blast_agents, "bm")
         self._seed_blasts(blasts_pb, PB, max(self.scenario.resolution.blast_agents // 10, 1), "pb")
         if pt.has_emd:
             self._seed_blasts(pt.emd_blasts, EMD, max(self.scenario.resolution.blast_agents // 10, 1), "emd")
+
+    @property
+    def n_blast_classes(self) -> int:
+        """Blast classes: the main clone and one antigen-negative subclone per antigen."""
+        return 1 + len(self.atlas.names)
 
     def _seed_blasts(self, total: float, comp: int, n_agents: int, where: str) -> None:
         """Create blast agents of the main clone and one antigen-negative subclone per positive antigen."""
@@ -194,7 +201,7 @@ class Simulation:
         if total < 1.0:
             return
         names = self.atlas.names
-        dens = np.zeros((len(names), n_agents + len(names)))
+        dens = np.zeros((len(names) + 1, n_agents + len(names)))  # last row: divisions pending
         for k, name in enumerate(names):
             a = self.patient.antigens[name]
             if a.positive:
@@ -249,7 +256,7 @@ class Simulation:
         if prod.manufacturing == "dasatinib":
             mem = 1.0 - 0.5 * (1.0 - mem)  # assumed: dasatinib halves the differentiated share
         self.memory_fraction = mem
-        self.dose_cells = float(np.round(prod.dose_cells_per_kg * self.patient.weight_kg))
+        self.dose_cells = float(np.round(self.patient.dose_cells_per_kg * self.patient.weight_kg))
         self.car_t = Frame(4 * self.scenario.resolution.car_t_agents + 64, ("load",))
         self.infused = False
 
@@ -268,15 +275,8 @@ class Simulation:
                 self.cyt[c, IL6] = self.p["il6_baseline_pg_per_ml"]
                 self.cyt[c, IL18] = self.p["il18_baseline_pg_per_ml"]
         self.car_obs = np.zeros((N_COMP, 3))
-        self.bl_obs = np.zeros((N_COMP, 2))
-        self.inflammation = 0.0
-        self.neuro = 0.0
-        self.crs_now = 0
-        self.icans_now = 0
-        self.toci_until = -math.inf
-        self.steroid_until = -math.inf
-        self.toci_given = False
-        self.steroids_given = False
+        self.bl_obs = np.zeros((N_COMP, 3))
+        self.clinic = Clinic(self, self.replicate)
         self.recorder = Recorder(self)
         self._observe_agents()
 
@@ -299,6 +299,30 @@ class Simulation:
         end = ld.start_day + ld.days
         return 1.0 if t_day < end else math.exp(-(t_day - end) / self.p["ld_signal_decay_days"])
 
+    def rejection_per_h(self, t_day: float) -> float:
+        """Host rejection of an allogeneic product, rising as host immunity recovers (1 - L(t))."""
+        if self.scenario.product.donor != "allogeneic":
+            return 0.0
+        return self.p["allo_rejection_per_h"] * (1.0 - self.ld_signal(t_day))
+
+    def transplant(self) -> None:
+        """Consolidating allo-HSCT: conditioning, CAR T ablation, donor graft, then GVL."""
+        p = self.p
+        suffix = f".{self.replicate}" if self.replicate else ""
+        draws = rng.generator(self.scenario.seed, self.index, f"hsct{suffix}")
+        for frame, survive in ((self.blasts, 10.0 ** -p["hsct_blast_log_kill"]), (self.car_t, 1e-4)):
+            w = frame.w[: frame.n]
+            w[:] = draws.binomial(w.astype(np.int64), survive).astype(float)
+        my = self.myeloid.w
+        my[: Stage.MONOCYTE] = np.round(my[: Stage.MONOCYTE] * 0.01)
+        my[Stage.HSPC] = float(np.round(p["hsct_cd34_per_kg"] * self.patient.weight_kg))
+        self.h_set = self.lineage.healthy[Stage.HSPC]  # donor marrow
+        self.clinic.state.hsct_day = self.t_day
+
+    def gvl_per_h(self) -> float:
+        """Graft-versus-leukemia hazard after a consolidating HSCT."""
+        return self.p["hsct_gvl_per_h"] if self.clinic.state.hsct_day is not None else 0.0
+
     def infuse(self) -> None:
         """Add the product to blood as memory-like and effector agents."""
         total = self.dose_cells
@@ -316,6 +340,9 @@ class Simulation:
         """Advance one dt: events, then phases 0-7 in the order of ``STEP_PHASES``."""
         if not self.infused and self.t_day >= 0.0:
             self.infuse()
+        c, hsct_day = self.clinic.state, self.scenario.interventions.consolidation_hsct_day
+        if hsct_day is not None and c.hsct_day is None and self.t_day >= hsct_day and self.clinic.in_remission():
+            self.transplant()
         for name in STEP_PHASES:
             tic = time.perf_counter()
             before = self._check_before(name) if self.check else None
@@ -328,7 +355,7 @@ class Simulation:
     def run(self, progress=None) -> Result:
         """Run to the horizon and return the result (time series and summary)."""
         self.recorder.record(self.t_day)
-        while self.step_index < self.n_steps:
+        while self.step_index < self.n_steps and self.clinic.state.death_day is None:
             self.step()
             if progress is not None:
                 progress(self.step_index, self.n_steps)
@@ -345,10 +372,7 @@ class Simulation:
     def _phase_resample(self) -> None:
         self._seed("resample")
         res = self.scenario.resolution
-        for frame, target, n_cls in (
-            (self.car_t, res.car_t_agents, 3),
-            (self.blasts, res.blast_agents, 1 + len(self.atlas.names)),
-        ):
+        for frame, target, n_cls in ((self.car_t, res.car_t_agents, 3), (self.blasts, res.blast_agents, self.n_blast_classes)):
             frame.ensure(target + 1)
             frame.n = nb_resample_agents(frame.w, frame.comp, frame.cls, frame.x, frame.n, target, n_cls)
 
@@ -408,12 +432,12 @@ class Simulation:
     @property
     def damp(self) -> float:
         """Steroid damping of CAR T proliferation, killing and cytokine production."""
-        return 0.5 if self.t_day < self.steroid_until else 1.0
+        return 0.5 if self.clinic.state.steroids_active(self.t_day) else 1.0
 
     def _phase_car_t(self) -> None:
         self._seed("car_t")
         p, ct = self.p, self.car_t
-        ct.ensure(3 * ct.n + 1)
+        ct.ensure(ct.n + 9)
         if self.armor_fg > 0.0:  # autocrine: only an IL-18 armored product is boosted (assumed)
             nb_il18_boost(self.cyt, p["il18_baseline_pg_per_ml"], p["il18_half_sat_pg_per_ml"], p["il18_boost_max"], self.boost)
         ct.n = nb_update_car_t(
@@ -430,6 +454,7 @@ class Simulation:
             self.ld_signal(self.t_day),
             p["ld_expansion_floor"],
             self.damp,
+            self.rejection_per_h(self.t_day),
             p["stim_memory_h"],
             p["stim_half_sat_per_h"],
             p["car_t_max_division_per_h"],
@@ -479,9 +504,14 @@ class Simulation:
             f_bm,
             f_emd,
             p["blast_pb_death_per_h"],
-            self._ld_hazard(p["ld_blast_kill_per_day"]),
+            self._ld_hazard(p["ld_blast_kill_per_day"]) + self.gvl_per_h(),
             p["antigen_noise_sd"],
         )
+
+    def bm_blast_percent(self) -> float:
+        """Marrow blasts as a percentage of marrow nucleated cells (lineage and background included)."""
+        blasts = self.bl_obs[BM, 0]
+        return 100.0 * blasts / (blasts + self.normal_bm_cells())
 
     def anc(self) -> float:
         """Absolute neutrophil count in blood (1e9/L)."""
@@ -557,39 +587,37 @@ class Simulation:
     def _phase_traffic(self) -> None:
         self._seed("traffic")
         car_rates, blast_rates = self.traffic_rates()
-        for frame, rates in ((self.car_t, car_rates), (self.blasts, blast_rates)):
-            frame.ensure(3 * frame.n + 1)
-            frame.n = nb_traffic_cells(self.dt, frame.w, frame.comp, frame.cls, frame.x, frame.n, rates)
+        for frame, rates, n_cls in ((self.car_t, car_rates, 3), (self.blasts, blast_rates, self.n_blast_classes)):
+            frame.ensure(frame.n + N_COMP * n_cls)
+            frame.n = nb_traffic_cells(self.dt, frame.w, frame.comp, frame.cls, frame.x, frame.n, rates, n_cls)
 
     def _observe_agents(self) -> None:
         ct, bl = self.car_t, self.blasts
         nb_observe_agents(
-            ct.w, ct.comp, ct.cls, ct.n, bl.w, bl.comp, bl.x, bl.n, self.car1, self.car2, self.logic, self.car_obs, self.bl_obs
+            ct.w,
+            ct.comp,
+            ct.cls,
+            ct.n,
+            bl.w,
+            bl.comp,
+            bl.x,
+            bl.n,
+            self.car1,
+            self.car2,
+            self.logic,
+            self.icar,
+            self.imax,
+            self.k_inh,
+            self.p["icar_hill_m"],
+            self.car_obs,
+            self.bl_obs,
         )
 
     def _phase_observe(self) -> None:
         self._observe_agents()
-        self._update_clinical_state()
+        self.clinic.update(self.t_day, self.t_day + self.dt / 24.0)
         if (self.step_index + 1) % self.recorder.every == 0:
             self.recorder.record(self.t_day + self.dt / 24.0)
-
-    def _update_clinical_state(self) -> None:
-        """Latent inflammation (CRS) and neurotoxicity (ICANS) indices, grades, interventions."""
-        p = self.p
-        t_end = self.t_day + self.dt / 24.0
-        il6 = self.cyt[PB, IL6] * (0.1 if self.t_day < self.toci_until else 1.0)
-        drive = il6 / p["il6_ref_pg_per_ml"] + self.cyt[PB, IFNG] / p["ifng_ref_pg_per_ml"]
-        rate = 1.0 / p["inflammation_tau_h"]
-        self.inflammation = drive + (self.inflammation - drive) * math.exp(-rate * self.dt)
-        neuro_drive = math.sqrt(max(self.cyt[PB, IL6], 0.0) * max(self.cyt[PB, IFNG], 0.0)) / p["icans_ref_pg_per_ml"]
-        self.neuro = neuro_drive + (self.neuro - neuro_drive) * math.exp(-0.5 * rate * self.dt)
-        self.crs_now = sum(self.inflammation >= th for th in CRS_THRESHOLDS)
-        self.icans_now = sum(self.neuro >= th for th in ICANS_THRESHOLDS)
-        iv = self.scenario.interventions
-        if iv.tocilizumab_at_crs_grade is not None and self.crs_now >= iv.tocilizumab_at_crs_grade and not self.toci_given:
-            self.toci_until, self.toci_given = t_end + 14.0, True
-        if iv.steroids_at_crs_grade is not None and self.crs_now >= iv.steroids_at_crs_grade:
-            self.steroid_until, self.steroids_given = t_end + 3.0, True
 
     # ------------------------------------------------------------------ checking mode
     def _check_before(self, phase: str) -> float | None:
@@ -629,6 +657,7 @@ TS_COMP_COLUMNS = (
     "ifng_pg_per_ml",
     "il18_pg_per_ml",
     "macrophage_activation",
+    "blasts_icar_protected",
 )
 STAGE_COLUMNS = tuple(s.name.lower() for s in Stage)
 TS_GLOBAL_COLUMNS = (
@@ -661,26 +690,27 @@ class Recorder:
     def record(self, t_day: float) -> None:
         """Store the current state as the row of time ``t_day``."""
         s, i = self.sim, self.n
+        c = s.clinic.state
         self.t_day[i] = t_day
         self.comp[i, :, 0] = s.bl_obs[:, 0]
         self.comp[i, :, 1] = s.bl_obs[:, 1]
+        self.comp[i, :, 9] = s.bl_obs[:, 2]
         self.comp[i, :, 2:5] = s.car_obs
         self.comp[i, :, 5] = s.cyt[:, IL6]
         self.comp[i, :, 6] = s.cyt[:, IFNG]
         self.comp[i, :, 7] = s.cyt[:, IL18]
         self.comp[i, :, 8] = s.cyt[:, MAC]
         self.stages[i] = s.myeloid.w[:N_STAGES]
-        nuc = s.bl_obs[BM, 0] + s.normal_bm_cells()
         self.glob[i] = (
             s.anc(),
-            nuc,
-            100.0 * s.bl_obs[BM, 0] / nuc,
-            s.inflammation,
-            s.neuro,
-            s.crs_now,
-            s.icans_now,
-            float(t_day <= s.toci_until),
-            float(t_day <= s.steroid_until),
+            s.bl_obs[BM, 0] + s.normal_bm_cells(),
+            s.bm_blast_percent(),
+            c.inflammation,
+            c.neuro,
+            c.crs_now,
+            c.icans_now,
+            float(c.toci_active(t_day)),
+            float(c.steroids_active(t_day)),
         )
         self.killed[i] = s.killed_total_myeloid
         self.n += 1

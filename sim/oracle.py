@@ -124,7 +124,7 @@ class MeanField:
                     sim.k_exh,
                 )
                 flux = T[c, k]
-                dT[c, k] += (div - death - to_m - to_e - to_x) * flux
+                dT[c, k] += (div - death - sim.rejection_per_h(t_day) - to_m - to_e - to_x) * flux
                 dT[c, MEMORY] += to_m * flux
                 dT[c, EFFECTOR] += to_e * flux
                 dT[c, 2] += to_x * flux

@@ -156,6 +156,42 @@ PARAMETERS: dict[str, Param] = {
     "ifng_ref_pg_per_ml": Param(100.0, "pg/mL", "calibrated", "L", (20.0, 500.0), low=1e-3),
     "inflammation_tau_h": Param(6.0, "h", "assumed lag of fever/hypotension behind cytokines", "L", (1.0, 24.0), low=0.1),
     "icans_ref_pg_per_ml": Param(300.0, "pg/mL", "calibrated IFN-gamma scale of neurotoxicity", "L", (50.0, 2000.0), low=1e-3),
+    # --- allogeneic products, HSCT ---------------------------------------------------
+    "allo_rejection_per_h": Param(
+        _ln2_over(48.0),
+        "1/h",
+        "assumed: host rejection of a TCR-removed donor product (t1/2 2 d at full host immunity)",
+        "L",
+        (0.002, 0.05),
+    ),
+    "hsct_blast_log_kill": Param(3.0, "log10", "assumed myeloablative conditioning", "L", (1.0, 5.0), low=0.0),
+    "hsct_gvl_per_h": Param(0.002, "1/h", "assumed graft-versus-leukemia hazard", "L", (0.0, 0.01)),
+    "hsct_cd34_per_kg": Param(4e6, "cells/kg", "typical graft CD34+ dose 2-5e6/kg", "M", low=1e4),
+    # --- infections (hazards per day) ----------------------------------------------------
+    "infection_bacterial_per_day": Param(0.002, "1/d", "calibrated: baseline outside neutropenia", "L", (5e-4, 0.01)),
+    "infection_anc_fold_below_1": Param(3.0, "x", "Bodey 1966: risk rises below 1.0e9/L", "L", (1.0, 10.0), low=1.0),
+    "infection_anc_fold_below_0_5": Param(
+        8.0, "x", "van der Meer 1979: infection on 24% of days below 0.5", "L", (2.0, 30.0), low=1.0
+    ),
+    "infection_anc_fold_below_0_1": Param(20.0, "x", "Bodey 1966: steep below 0.1e9/L", "L", (5.0, 60.0), low=1.0),
+    "infection_duration_days": Param(
+        10.0, "d", "Bodey 1966: risk grows with duration (+100% per this many days below 0.5)", "L", (3.0, 30.0), low=0.1
+    ),
+    "infection_fungal_per_day": Param(2e-4, "1/d", "Hill 2018: invasive fungal 5% after CD19 CAR T", "L", (5e-5, 2e-3)),
+    "infection_fungal_onset_days": Param(
+        10.0, "d", "Bern cohort: aspergillosis risk rises after ~10 d of neutropenia", "M", low=0.0
+    ),
+    "infection_fungal_ramp": Param(
+        4.0, "x per 10 d", "calibrated rise of fungal hazard with prolonged neutropenia", "L", (1.0, 20.0)
+    ),
+    "infection_viral_per_day": Param(0.002, "1/d", "Maron 2022: viral infections later; calibrated", "L", (5e-4, 0.01)),
+    "infection_viral_onset_days": Param(14.0, "d", "Maron 2022: viral later than bacterial", "M", low=0.0),
+    "infection_steroid_fold": Param(2.0, "x", "assumed", "L", (1.0, 5.0), low=1.0),
+    "infection_prior_hsct_fold": Param(1.5, "x", "assumed", "L", (1.0, 3.0), low=1.0),
+    "infection_fatality_bacterial": Param(0.05, "probability", "assumed; tripled when ANC < 0.1", "L", (0.01, 0.2), high=1.0),
+    "infection_fatality_fungal": Param(0.3, "probability", "invasive aspergillosis mortality ~30%", "M", high=1.0),
+    "infection_fatality_viral": Param(0.05, "probability", "assumed", "L", (0.01, 0.2), high=1.0),
+    "lethal_blast_burden": Param(2e12, "cells", "assumed: ~2 kg of leukemia", "L", (5e11, 5e12), low=1.0),
 }
 
 #: Grade thresholds of the dimensionless inflammation index (CRS 1..5). Calibrated (L).

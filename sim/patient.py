@@ -51,6 +51,8 @@ class VirtualPatient:
     product_fitness: float
     has_emd: bool
     emd_blasts: float
+    prior_hsct: bool
+    dose_cells_per_kg: float
     antigens: dict[str, AntigenState] = field(default_factory=dict)
 
     def flat(self) -> dict[str, float]:
@@ -94,5 +96,7 @@ def sample_patient(scenario: Scenario, index: int, atlas: Atlas | None = None) -
         product_fitness=draw(pop.product_fitness, g("fitness")),
         has_emd=has_emd,
         emd_blasts=draw(pop.emd_blasts, g("emd_blasts")) if has_emd else 0.0,
+        prior_hsct=bool(g("prior_hsct").random() < pop.prior_hsct_probability),
+        dose_cells_per_kg=draw(scenario.product.dose_cells_per_kg, g("dose")),
         antigens=antigens,
     )

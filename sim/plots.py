@@ -45,3 +45,43 @@ def patient_figure(ts, summary: dict, blood_l: float):
     fig.suptitle(f"{summary['scenario']} - patient {summary['patient_index']} - response day 28: {summary['response_day28']}")
     fig.tight_layout()
     return fig
+
+
+def cohort_figure(result, title: str):
+    """Median and 10-90% bands of CAR T, blasts, ANC and IL-6, and the CRS grade distribution."""
+    import numpy as np
+
+    traj = result.trajectories
+    days = np.arange(traj.shape[2])
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
+    panels = (
+        (0, "CAR T in blood (cells/uL)", 1e-3),
+        (1, "Leukemic blasts (cells)", 1.0),
+        (2, "ANC (1e9/L)", 1e-3),
+        (3, "IL-6 in blood (pg/mL)", 0.1),
+    )
+    for ax, (k, label, floor) in zip(axes.flat, panels, strict=False):
+        y = np.clip(traj[:, k, :], floor, None)
+        with np.errstate(all="ignore"):
+            lo, med, hi = np.nanpercentile(y, [10, 50, 90], axis=0)
+        ax.fill_between(days, lo, hi, alpha=0.3, label="10-90%")
+        ax.semilogy(days, med, label="median")
+        ax.set_title(label)
+        ax.set_xlabel("days after infusion")
+        if k == 2:
+            for lim, ls in ((0.5, "--"), (0.1, ":")):
+                ax.axhline(lim, color="grey", ls=ls, lw=0.8)
+    axes[0, 0].legend(fontsize=8)
+    ax = axes.flat[4]
+    grades = result.patients.crs_grade.value_counts().reindex(range(6), fill_value=0)
+    ax.bar(grades.index, grades.to_numpy() / len(result.patients))
+    ax.set_title("CRS grade (ASTCT)")
+    ax.set_xlabel("grade")
+    ax.set_ylabel("fraction of patients")
+    ax = axes.flat[5]
+    resp = result.patients.response_day28.value_counts().reindex(["CR", "CRi", "MLFS", "PR", "NR"], fill_value=0)
+    ax.bar(resp.index, resp.to_numpy() / len(result.patients))
+    ax.set_title("Response at day 28 (ELN 2022)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

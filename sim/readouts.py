@@ -72,8 +72,49 @@ def longest_run_hours(t_days: np.ndarray, mask: np.ndarray) -> float:
     return best
 
 
+def infection_summary(infections: list, horizon_day: float) -> dict:
+    """Counts of infections by type by day 28 and over the horizon, and the first day."""
+    out = {}
+    for kind in ("bacterial", "fungal", "viral"):
+        days = [i.day for i in infections if i.kind == kind]
+        out[f"infection_{kind}_day28"] = sum(d <= 28.0 for d in days)
+        out[f"infection_{kind}_total"] = len(days)
+    first = min((i.day for i in infections), default=None)
+    out["infection_any_day28"] = any(i.day <= 28.0 for i in infections)
+    out["infection_first_day"] = first
+    return out
+
+
+def survival(c, horizon_day: float) -> dict:
+    """Relapse, leukemia-free and overall survival (days from infusion; censored at the horizon)."""
+    end = c.death_day if c.death_day is not None else horizon_day
+    lfs_event = c.relapse_day if c.relapse_day is not None else c.death_day
+    if c.remission_day is None:
+        lfs_days, lfs_event_flag = 0.0, True  # never in remission: treatment failure on day 0
+    else:
+        lfs_days = lfs_event if lfs_event is not None else horizon_day
+        lfs_event_flag = lfs_event is not None
+    return {
+        "remission_day": c.remission_day,
+        "relapse": c.relapse_day is not None,
+        "relapse_day": c.relapse_day,
+        "relapse_target_negative": bool(
+            c.relapse_target_negative_fraction is not None and c.relapse_target_negative_fraction > 0.5
+        ),
+        "relapse_icar_protected": bool(c.relapse_icar_protected_fraction is not None and c.relapse_icar_protected_fraction > 0.5),
+        "lfs_days": float(lfs_days),
+        "lfs_event": bool(lfs_event_flag),
+        "os_days": float(end),
+        "death": c.death_day is not None,
+        "death_day": c.death_day,
+        "death_cause": c.death_cause,
+        "hsct_day": c.hsct_day,
+    }
+
+
 def summarize(sim, ts) -> dict:
     """The patient summary (``summary.json``) from a finished simulation and its time series."""
+    c = sim.clinic.state
     pb = ts[ts.compartment == "pb"].reset_index(drop=True)
     bm = ts[ts.compartment == "bm"].reset_index(drop=True)
     emd = ts[ts.compartment == "emd"].reset_index(drop=True)
@@ -86,11 +127,15 @@ def summarize(sim, ts) -> dict:
     k0 = int(np.argmin(np.abs(t - 0.0)))
     blast_pct = bm.bm_blast_percent.to_numpy()
     emd_cells = emd.blasts.to_numpy() if len(emd) else np.zeros_like(t)
-    resp = response(blast_pct[k28], blast_pct[k0], pb.blasts.to_numpy()[k28] / blood_ul, emd_cells[k28], anc[k28])
+    early_death = c.death_day is not None and c.death_day < 28.0
+    resp = (
+        "NR"
+        if early_death
+        else response(blast_pct[k28], blast_pct[k0], pb.blasts.to_numpy()[k28] / blood_ul, emd_cells[k28], anc[k28])
+    )
     crs = pb.crs_grade_now.to_numpy()
     icans = pb.icans_grade_now.to_numpy()
     crs_onset = first_day(t, post & (crs >= 1))
-    crs_days = days_below(t, -crs * post, -0.5)  # days with grade >= 1
     iec = False
     if crs_onset is not None:
         mac = pb.macrophage_activation.to_numpy()
@@ -99,24 +144,28 @@ def summarize(sim, ts) -> dict:
     k_nadir = int(np.argmin(anc_post))
     recovery = first_day(t, (np.arange(len(t)) > k_nadir) & (anc >= 0.5)) if anc[k_nadir] < 0.5 else None
     k_peak = int(np.argmax(np.where(post, car_t_pb, -1.0)))
-    killed_last = ts[[c for c in ts.columns if c.startswith("killed_")]].iloc[-1]
+    killed_last = ts[[col for col in ts.columns if col.startswith("killed_")]].iloc[-1]
+    horizon = sim.scenario.horizon_days
     return {
         "scenario": sim.scenario.name,
         "seed": sim.scenario.seed,
         "patient_index": sim.index,
+        "replicate": sim.replicate,
         "version": __version__,
-        "horizon_days": sim.scenario.horizon_days,
+        "horizon_days": horizon,
+        "dose_cells_per_kg": sim.patient.dose_cells_per_kg,
         "response_day28": resp,
+        "early_death": bool(early_death),
         "mrd_negative": bool(resp in ("CR", "CRi") and blast_pct[k28] < 0.1),
         "bm_blast_percent_baseline": float(blast_pct[k0]),
         "bm_blast_percent_day28": float(blast_pct[k28]),
         "crs_grade": int(crs[post].max(initial=0)),
         "crs_onset_day": crs_onset,
-        "crs_duration_days": crs_days,
+        "crs_duration_days": days_below(t[post], -crs[post], -0.5),  # days at grade >= 1
         "icans_grade": int(icans[post].max(initial=0)),
         "iec_hs": bool(iec),
-        "tocilizumab_given": bool(sim.toci_given),
-        "steroids_given": bool(sim.steroids_given),
+        "tocilizumab_given": bool(c.toci_given),
+        "steroids_given": bool(c.steroids_given),
         "anc_baseline_1e9_per_l": float(anc[k0]),
         "anc_nadir_1e9_per_l": float(anc[k_nadir]),
         "anc_nadir_day": float(t[k_nadir]),
@@ -130,6 +179,9 @@ def summarize(sim, ts) -> dict:
         "ifng_peak_pg_per_ml": float(pb.ifng_pg_per_ml[post].max()),
         "blasts_total_day28": float(ts[ts.t_days == t[k28]].blasts.sum()),
         "blasts_total_baseline": float(ts[ts.t_days == t[k0]].blasts.sum()),
+        **infection_summary(c.infections, horizon),
+        **survival(c, horizon),
+        "infections": [vars(i) for i in c.infections],
         "myeloid_killed": {k.removeprefix("killed_"): float(v) for k, v in killed_last.items()},
         "patient": sim.patient.flat(),
     }

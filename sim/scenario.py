@@ -64,12 +64,9 @@ class Dist(_Strict):
 
     @model_validator(mode="after")
     def _check_fields(self) -> Dist:
-        need = {
-            "fixed": ("value",),
-            "normal": ("mean", "sd"),
-            "lognormal": ("median", "sd_log"),
-            "uniform": ("low", "high"),
-        }[self.dist]
+        need = {"fixed": ("value",), "normal": ("mean", "sd"), "lognormal": ("median", "sd_log"), "uniform": ("low", "high")}[
+            self.dist
+        ]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"a {self.dist} distribution needs {', '.join(missing)}")
@@ -90,6 +87,8 @@ def _dist_in(d: Dist, lo: float, hi: float, what: str, strict_low: bool = False)
     a, b = d.support()
     if a < lo or b > hi or (strict_low and a <= lo):
         low = f"> {lo:g}" if strict_low else f">= {lo:g}"
+        if d.dist == "fixed":
+            raise ValueError(f"{what} {low} and <= {hi:g}")
         raise ValueError(f"{what} {low} and <= {hi:g} (set low/high to bound it); this one allows [{a:g}, {b:g}]")
     return d
 
@@ -113,6 +112,7 @@ class Patient(_Strict):
     anc_baseline_1e9_per_l: Dist = Dist(dist="lognormal", median=1.0, sd_log=0.8, low=0.05, high=10)
     product_fitness: Dist = Dist(dist="lognormal", median=1.0, sd_log=0.5, low=0.05, high=20)
     emd_probability: float = Field(0.0, ge=0, le=1)
+    prior_hsct_probability: float = Field(0.0, ge=0, le=1)
     emd_blasts: Dist = Dist(dist="lognormal", median=1e9, sd_log=1.0, low=1e6, high=1e11)
     antigens: dict[str, AntigenPopulation] = {}
 
@@ -191,8 +191,14 @@ class Product(_Strict):
     costimulation: Literal["4-1BB", "CD28", "CD28_SAVVY"] = "4-1BB"
     armoring: Literal["none", "IL-18"] = "none"
     manufacturing: Literal["standard", "dasatinib"] = "standard"
-    dose_cells_per_kg: float = Field(gt=0)
+    donor: Literal["autologous", "allogeneic"] = "autologous"
+    dose_cells_per_kg: Dist
     memory_fraction: float = Field(0.3, ge=0, le=1)
+
+    @field_validator("dose_cells_per_kg")
+    @classmethod
+    def _positive_dose(cls, d: Dist) -> Dist:
+        return _dist_in(d, 0.0, 1e12, "a dose in CAR+ cells/kg", strict_low=True)
 
     @field_validator("icar")
     @classmethod
@@ -217,10 +223,12 @@ class Lymphodepletion(_Strict):
 
 
 class Interventions(_Strict):
-    """Rule-based interventions (refined by the clinical module)."""
+    """Rule-based interventions: tocilizumab, corticosteroids, consolidating allo-HSCT."""
 
     tocilizumab_at_crs_grade: int | None = Field(2, ge=1, le=4)
     steroids_at_crs_grade: int | None = Field(3, ge=1, le=4)
+    steroids_at_icans_grade: int | None = Field(2, ge=1, le=4)
+    consolidation_hsct_day: float | None = Field(None, gt=0, description="allo-HSCT on this day if in remission")
 
 
 class Resolution(_Strict):
@@ -420,7 +428,7 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
 
     Example:
         >>> s = load_scenario("scenarios/cll1_standard.yaml", ["product.dose_cells_per_kg=3e6"])
-        >>> s.product.dose_cells_per_kg
+        >>> s.product.dose_cells_per_kg.value
         3000000.0
     """
     data = read_yaml_mapping(path)

@@ -17,11 +17,7 @@ def make_frame(weights, comps, classes, props):
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(st.integers(0, 10**12), min_size=1, max_size=120),
-    st.integers(4, 200),
-    st.integers(0, 2**31 - 1),
-)
+@given(st.lists(st.integers(0, 10**12), min_size=1, max_size=120), st.integers(4, 200), st.integers(0, 2**31 - 1))
 def test_resample_conserves_total_weight_exactly(weights, target, seed):
     rng = np.random.default_rng(seed)
     n = len(weights)

@@ -2,9 +2,11 @@
 
 In marrow and EMD a blast divides at ``r_b * f_space`` and dies at ``d_b`` plus any
 lymphodepletion hazard; circulating blasts do not divide and die at ``d_pb``. Daughters
-inherit their parent's antigen densities with multiplicative log-normal noise of sd
-``sigma * sqrt(births / w)`` per agent (mean-preserving), so clones drift apart over
-divisions; antigen-negative subclones stay negative.
+inherit their parent's antigen densities with multiplicative log-normal noise: an agent
+accumulates divisions per cell in its last property row and, once a quarter of its cells
+have divided, every positive density is multiplied by ``exp(s Z - s^2 / 2)`` with
+``s = sigma * sqrt(accumulated)`` (mean-preserving), so clones drift apart over divisions
+at the cost of a few draws per doubling; antigen-negative subclones stay negative.
 """
 
 from __future__ import annotations
@@ -34,8 +36,12 @@ def nb_grow_blasts(dt, w, comp, x, n, r_b, d_b, f_space_bm, f_space_emd, d_pb, e
         if new_w < 0.0:
             new_w = 0.0
         if births > 0.0 and noise_sd > 0.0 and new_w > 0.0:
-            s = noise_sd * math.sqrt(births / new_w)
-            for k in range(x.shape[0]):
-                if x[k, i] > 0.0:
-                    x[k, i] *= math.exp(s * np.random.standard_normal() - 0.5 * s * s)
+            acc = x.shape[0] - 1
+            x[acc, i] += births / new_w
+            if x[acc, i] >= 0.25:
+                s = noise_sd * math.sqrt(x[acc, i])
+                x[acc, i] = 0.0
+                for k in range(acc):
+                    if x[k, i] > 0.0:
+                        x[k, i] *= math.exp(s * np.random.standard_normal() - 0.5 * s * s)
         w[i] = new_w

@@ -12,10 +12,12 @@ antigen does not sustain proliferation):
   antigen is gone, activation-induced death while it is abundant);
   exhausted ``d_X``;
 * memory -> effector at ``k_diff * g``; effector -> memory at ``f_rev * d_E * (1 - g)``;
-* memory/effector -> exhausted at ``k_exh(costimulation) * sigma`` per engagement.
+* memory/effector -> exhausted at ``k_exh(costimulation) * sigma`` per engagement;
+* every cell also dies at ``d_extra`` (host rejection of an allogeneic product).
 
 Daughters inherit the parent's state (the agent's weight grows); cells that change
-phenotype form a new agent unless the whole agent changes.
+phenotype join one new agent per compartment and phenotype this step, unless the whole
+agent changes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from sim.core.common import N_COMP, binom, growth_prob, hill, prob, relax
+from sim.core.common import N_COMP, binom, growth_prob, hill, prob, relax, spawn_or_merge
 
 MEMORY, EFFECTOR, EXHAUSTED = 0, 1, 2
 
@@ -58,6 +60,7 @@ def nb_update_car_t(
     ld_signal,
     ld_floor,
     damp,
+    d_extra,
     stim_memory_h,
     k_s,
     r_max,
@@ -70,10 +73,11 @@ def nb_update_car_t(
     f_rev,
     k_exh,
 ):
-    """Divide, die and change phenotype; return the new agent count (spawns <= 2 per agent)."""
+    """Divide, die and change phenotype; return the new agent count (at most 9 spawns)."""
     for c in range(N_COMP):
         stim[c] = relax(stim[c], sigma[c], 1.0 / stim_memory_h, dt)
     m = n
+    slots = -np.ones((N_COMP, 3), np.int64)
     out = np.zeros(3)
     for i in range(n):
         if w[i] <= 0.0:
@@ -100,7 +104,7 @@ def nb_update_car_t(
             k_exh,
         )
         births = binom(w[i], growth_prob(div, dt))
-        deaths = binom(w[i] + births, prob(death, dt))  # factor exp((div - death) dt)
+        deaths = binom(w[i] + births, prob(death + d_extra, dt))  # factor exp((div - death) dt)
         w[i] = w[i] + births - deaths
         if w[i] < 0.0:
             w[i] = 0.0
@@ -128,11 +132,5 @@ def nb_update_car_t(
             if stay <= 0.0 and out[k] == moving:
                 cls[i] = k
                 break
-            w[m] = out[k]
-            comp[m] = c
-            cls[m] = k
-            for p in range(x.shape[0]):
-                x[p, m] = x[p, i]
-            w[i] -= out[k]
-            m += 1
+            m = spawn_or_merge(w, comp, cls, x, m, slots, i, c, k, out[k])
     return m

@@ -42,6 +42,30 @@ def poisson(lam: float) -> float:
 
 
 @njit(cache=True)
+def spawn_or_merge(w, comp, cls, x, m, slots, src, dest_comp, dest_cls, amount):
+    """Send ``amount`` cells of agent ``src`` to (``dest_comp``, ``dest_cls``); return the new count.
+
+    Movers of one step into the same group share one new agent (``slots[group]``): the
+    first creates it, later ones merge into it and replace its properties with probability
+    proportional to their weight, so properties stay unbiased and agents do not multiply.
+    """
+    j = slots[dest_comp, dest_cls]
+    if j < 0:
+        j = m
+        slots[dest_comp, dest_cls] = j
+        w[j] = 0.0
+        comp[j] = dest_comp
+        cls[j] = dest_cls
+        m += 1
+    if np.random.random() * (w[j] + amount) < amount:
+        for p in range(x.shape[0]):
+            x[p, j] = x[p, src]
+    w[j] += amount
+    w[src] -= amount
+    return m
+
+
+@njit(cache=True)
 def prob(rate: float, dt: float) -> float:
     """Probability of at least one event of a constant hazard over dt."""
     return 1.0 - math.exp(-rate * dt)

@@ -84,12 +84,13 @@ def nb_split_agents(w, comp, cls, x, n, target):
 
 @njit(cache=True)
 def nb_resample_agents(w, comp, cls, x, n, target, n_cls):
-    """Compact, then merge above ``target`` or split below ``target // 2``; return the count.
+    """Compact, then merge above ``target + target // 8`` or split below ``target // 2``; return the count.
 
-    The caller guarantees capacity for ``target`` agents.
+    The hysteresis keeps the sort out of most steps. The caller guarantees capacity for
+    ``target`` agents.
     """
     n = nb_compact_agents(w, comp, cls, x, n)
-    if n > target:
+    if n > target + target // 8:
         return nb_merge_agents(w, comp, cls, x, n, target, n_cls)
     if n < target // 2:
         return nb_split_agents(w, comp, cls, x, n, (3 * target) // 4)

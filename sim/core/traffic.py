@@ -1,21 +1,24 @@
 """Phase 6: trafficking between marrow, blood and the extramedullary site.
 
 Each agent in compartment ``a`` sends ``Binomial(w, 1 - exp(-sum_b r[a, b] dt))`` cells out,
-split among destinations in proportion to the rates; movers form a new agent unless the
-whole agent moves.
+split among destinations in proportion to the rates. A whole agent that moves keeps its
+slot; partial movers join one new agent per destination and class this step
+(:func:`~sim.core.common.spawn_or_merge`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
-from sim.core.common import N_COMP, binom, prob
+from sim.core.common import N_COMP, binom, prob, spawn_or_merge
 
 
 @njit(cache=True)
-def nb_traffic_cells(dt, w, comp, cls, x, n, rates):
-    """Move cells by ``rates[from, to]`` (per hour); return the new count (spawns <= 2 per agent)."""
+def nb_traffic_cells(dt, w, comp, cls, x, n, rates, n_cls):
+    """Move cells by ``rates[from, to]`` (per hour); return the new count (at most N_COMP * n_cls spawns)."""
     m = n
+    slots = -np.ones((N_COMP, n_cls), np.int64)
     for i in range(n):
         if w[i] <= 0.0:
             continue
@@ -42,11 +45,5 @@ def nb_traffic_cells(dt, w, comp, cls, x, n, rates):
             if whole and take == moving:
                 comp[i] = b
                 break
-            w[m] = take
-            comp[m] = b
-            cls[m] = cls[i]
-            for p in range(x.shape[0]):
-                x[p, m] = x[p, i]
-            w[i] -= take
-            m += 1
+            m = spawn_or_merge(w, comp, cls, x, m, slots, i, b, cls[i], take)
     return m

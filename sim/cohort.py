@@ -1,0 +1,232 @@
+"""Virtual trial arms: N virtual patients on a local process pool.
+
+Patient ``i`` is drawn from the scenario's population with its own named streams, so a
+cohort's rows do not depend on how many workers ran it. Work is split into chunks; each
+finished chunk is written atomically under ``DIR/chunks/`` so an interrupted cohort
+resumes where it stopped, and the final tables are assembled from the chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from sim.scenario import Scenario
+
+#: Daily trajectories kept per patient for cohort figures.
+TRAJECTORIES = ("car_t_blood_per_ul", "blasts_total", "anc_1e9_per_l", "il6_pg_per_ml")
+
+
+def flatten_summary(summary: dict) -> dict:
+    """One table row from a patient summary (nested dicts prefixed, event lists dropped)."""
+    row = {}
+    for k, v in summary.items():
+        if k == "patient":
+            row.update({f"patient_{pk}": pv for pk, pv in v.items()})
+        elif k == "myeloid_killed":
+            row.update({f"killed_{sk}": sv for sk, sv in v.items()})
+        elif not isinstance(v, (list, dict)):
+            row[k] = v
+    return row
+
+
+def daily_trajectories(result, horizon_days: float, blood_l: float) -> np.ndarray:
+    """CAR T per uL blood, total blasts, ANC and blood IL-6 on days 0..horizon (NaN after death)."""
+    ts = result.timeseries
+    pb = ts[ts.compartment == "pb"]
+    t = pb.t_days.to_numpy()
+    days = np.arange(0, int(horizon_days) + 1)
+    blood_ul = blood_l * 1e6
+    series = [
+        (pb.car_t_memory + pb.car_t_effector + pb.car_t_exhausted).to_numpy() / blood_ul,
+        ts.groupby("t_days", sort=True).blasts.sum().to_numpy(),
+        pb.anc_1e9_per_l.to_numpy(),
+        pb.il6_pg_per_ml.to_numpy(),
+    ]
+    out = np.full((len(TRAJECTORIES), len(days)), np.nan)
+    idx = np.searchsorted(t, days - 1e-9)
+    ok = idx < len(t)
+    for k, y in enumerate(series):
+        out[k, ok] = y[idx[ok]]
+    return out
+
+
+def run_chunk(scenario_json: str, indices: list[int]) -> tuple[list[dict], np.ndarray]:
+    """Simulate patients ``indices`` (a worker's unit of work)."""
+    from sim.model import Simulation
+
+    sc = Scenario.model_validate_json(scenario_json)
+    rows, trajs = [], []
+    for i in indices:
+        sim = Simulation(sc, patient_index=i)
+        result = sim.run()
+        rows.append(flatten_summary(result.summary))
+        trajs.append(daily_trajectories(result, sc.horizon_days, sim.volume_l[1]))
+    return rows, np.array(trajs)
+
+
+def wilson(k: int, n: int) -> dict:
+    """Rate with its Wilson 95% interval."""
+    if n == 0:
+        return {"count": 0, "n": 0, "rate": None, "ci95": [None, None]}
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+    return {"count": int(k), "n": int(n), "rate": k / n, "ci95": [float(ci.low), float(ci.high)]}
+
+
+#: Binary outcomes of a cohort summary: name -> rule on the patients table.
+OUTCOMES: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
+    "cr": lambda d: d.response_day28 == "CR",
+    "cr_cri": lambda d: d.response_day28.isin(["CR", "CRi"]),
+    "cr_cri_mlfs": lambda d: d.response_day28.isin(["CR", "CRi", "MLFS"]),
+    "overall_response": lambda d: d.response_day28.isin(["CR", "CRi", "MLFS", "PR"]),
+    "mrd_negative_cr": lambda d: d.mrd_negative,
+    "crs_any": lambda d: d.crs_grade >= 1,
+    "crs_grade_ge2": lambda d: d.crs_grade >= 2,
+    "crs_grade_ge3": lambda d: d.crs_grade >= 3,
+    "icans_any": lambda d: d.icans_grade >= 1,
+    "icans_grade_ge3": lambda d: d.icans_grade >= 3,
+    "iec_hs": lambda d: d.iec_hs,
+    "neutropenia_grade4": lambda d: d.neutropenia_grade >= 4,
+    "neutropenia_grade_ge3": lambda d: d.neutropenia_grade >= 3,
+    "infection_any_day28": lambda d: d.infection_any_day28,
+    "infection_bacterial_day28": lambda d: d.infection_bacterial_day28 > 0,
+    "infection_fungal_day28": lambda d: d.infection_fungal_day28 > 0,
+    "infection_viral_day28": lambda d: d.infection_viral_day28 > 0,
+    "death_by_day28": lambda d: d.death & (d.os_days <= 28.0),
+    "death": lambda d: d.death,
+    "relapse": lambda d: d.relapse,
+    "relapse_target_negative": lambda d: d.relapse_target_negative,
+}
+
+CONTINUOUS = (
+    "anc_nadir_1e9_per_l",
+    "days_anc_below_0_5",
+    "days_anc_below_0_1",
+    "car_t_peak_cells_per_ul_blood",
+    "car_t_tmax_days",
+    "il6_peak_pg_per_ml",
+    "bm_blast_percent_day28",
+    "os_days",
+    "lfs_days",
+)
+
+
+def summarize_cohort(sc: Scenario, patients: pd.DataFrame) -> dict:
+    """Rates with Wilson intervals, grade distributions and medians of a cohort."""
+    n = len(patients)
+    out = {"scenario": sc.name, "seed": sc.seed, "n_patients": n, "horizon_days": sc.horizon_days}
+    out["rates"] = {name: wilson(int(rule(patients).sum()), n) for name, rule in OUTCOMES.items()}
+    for col in ("response_day28", "crs_grade", "icans_grade", "neutropenia_grade"):
+        counts = patients[col].value_counts().sort_index()
+        out[f"{col}_distribution"] = {str(k): wilson(int(v), n) for k, v in counts.items()}
+    out["medians"] = {
+        c: {
+            "median": float(patients[c].median()),
+            "q10": float(patients[c].quantile(0.1)),
+            "q90": float(patients[c].quantile(0.9)),
+        }
+        for c in CONTINUOUS
+    }
+    return out
+
+
+def spec_hash(sc: Scenario, n: int) -> str:
+    """Identity of a cohort run (scenario content and size) for resuming."""
+    from sim import __version__
+
+    text = json.dumps({"scenario": sc.model_dump(mode="json"), "n": n, "version": __version__}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class CohortResult:
+    """Patients table, daily trajectories (patients x series x days) and the summary."""
+
+    patients: pd.DataFrame
+    trajectories: np.ndarray
+    summary: dict
+
+
+def chunk_indices(n: int, workers: int) -> list[list[int]]:
+    """Split 0..n-1 into contiguous chunks: about 4 per worker, at most 50 patients each."""
+    size = max(1, min(50, -(-n // max(4 * workers, 1))))
+    return [list(range(a, min(a + size, n))) for a in range(0, n, size)]
+
+
+def run_cohort(
+    sc: Scenario, n: int, workers: int = 1, chunk_dir: Path | None = None, progress: Callable[[int], None] | None = None
+) -> CohortResult:
+    """Simulate ``n`` virtual patients of ``sc``.
+
+    Args:
+        sc: The scenario (one arm).
+        n: Number of virtual patients (indices 0..n-1).
+        workers: Worker processes (1 runs in this process).
+        chunk_dir: Where finished chunks are kept (resume); ``None`` keeps nothing.
+        progress: Called with the number of patients finished so far.
+
+    Returns:
+        The cohort, identical for any ``workers``.
+    """
+    from sim.io import atomic_path
+
+    chunks = chunk_indices(n, workers)
+    done: dict[int, tuple[list[dict], np.ndarray]] = {}
+    if chunk_dir is not None:
+        chunk_dir.mkdir(parents=True, exist_ok=True)
+        for k in range(len(chunks)):
+            f = chunk_dir / f"chunk_{k:05d}.npz"
+            if f.exists():
+                with np.load(f, allow_pickle=False) as z:
+                    done[k] = (json.loads(str(z["rows"])), z["traj"])
+    finished = sum(len(chunks[k]) for k in done)
+    if progress:
+        progress(finished)
+
+    def keep(k: int, res: tuple[list[dict], np.ndarray]) -> None:
+        nonlocal finished
+        done[k] = res
+        if chunk_dir is not None:
+            with atomic_path(chunk_dir / f"chunk_{k:05d}.npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, rows=json.dumps(res[0], default=_py), traj=res[1])
+        finished += len(chunks[k])
+        if progress:
+            progress(finished)
+
+    todo = [k for k in range(len(chunks)) if k not in done]
+    payload = sc.model_dump_json()
+    if workers <= 1:
+        for k in todo:
+            keep(k, run_chunk(payload, chunks[k]))
+    elif todo:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(run_chunk, payload, chunks[k]): k for k in todo}
+            for fut in as_completed(futures):
+                keep(futures[fut], fut.result())
+    rows = [r for k in range(len(chunks)) for r in done[k][0]]
+    traj = np.concatenate([done[k][1] for k in range(len(chunks))])
+    patients = pd.DataFrame(rows)
+    return CohortResult(patients, traj, summarize_cohort(sc, patients))
+
+
+def _py(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(type(o).__name__)
+
+
+def default_workers() -> int:
+    """Worker count: the CPUs this process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
