@@ -143,7 +143,7 @@ class Clinic:
                 fold = p[f"infection_anc_fold_{key}"]
         bacterial = p["infection_bacterial_per_day"] * fold * (1.0 + s.neutropenic_days / p["infection_duration_days"])
         late = max(0.0, s.neutropenic_days - p["infection_fungal_onset_days"]) / 10.0
-        fungal = p["infection_fungal_per_day"] * (1.0 + p["infection_fungal_ramp"] * late * fold)
+        fungal = p["infection_fungal_per_day"] * (1.0 + p["infection_fungal_ramp"] * late)
         viral_ramp = min(1.0, max(0.0, t_day / p["infection_viral_onset_days"]))
         viral = p["infection_viral_per_day"] * (1.0 + 3.0 * viral_ramp)
         mult = p["infection_steroid_fold"] if s.steroids_active(t_day) else 1.0

@@ -299,6 +299,10 @@ class Simulation:
         end = ld.start_day + ld.days
         return 1.0 if t_day < end else math.exp(-(t_day - end) / self.p["ld_signal_decay_days"])
 
+    def t_cell_space(self, car_t_cells: float) -> float:
+        """Room left for CAR T division: max(0, 1 - T / K_T)."""
+        return max(0.0, 1.0 - car_t_cells / self.p["car_t_capacity_cells"])
+
     def rejection_per_h(self, t_day: float) -> float:
         """Host rejection of an allogeneic product, rising as host immunity recovers (1 - L(t))."""
         if self.scenario.product.donor != "allogeneic":
@@ -453,11 +457,13 @@ class Simulation:
             self.patient.product_fitness,
             self.ld_signal(self.t_day),
             p["ld_expansion_floor"],
+            self.t_cell_space(self.car_t.total()),
             self.damp,
             self.rejection_per_h(self.t_day),
             p["stim_memory_h"],
             p["stim_half_sat_per_h"],
             p["car_t_max_division_per_h"],
+            p["car_t_division_cap_per_h"],
             p["homeostatic_division_per_h"],
             p["memory_death_per_h"],
             p["effector_death_per_h"],

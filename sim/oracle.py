@@ -101,6 +101,7 @@ class MeanField:
         # 2. CAR T fate
         dS[:] = (sigma - S) / p["stim_memory_h"]
         ld_sig = sim.ld_signal(t_day)
+        space = sim.t_cell_space(T.sum())
         for c in range(N_COMP):
             g = hill(S[c], p["stim_half_sat_per_h"], 2.0)
             for k in range(3):
@@ -112,8 +113,10 @@ class MeanField:
                     1.0,
                     ld_sig,
                     p["ld_expansion_floor"],
+                    space,
                     1.0,
                     p["car_t_max_division_per_h"],
+                    p["car_t_division_cap_per_h"],
                     p["homeostatic_division_per_h"],
                     p["memory_death_per_h"],
                     p["effector_death_per_h"],

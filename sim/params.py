@@ -81,8 +81,8 @@ PARAMETERS: dict[str, Param] = {
     "search_rate_l_per_h": Param(2e-11, "L/(cell h)", "calibrated: mass-action encounter rate", "L", (1e-12, 1e-9), low=1e-15),
     "handling_time_h": Param(2.0, "h", "Weigelin 2021: 1-20 kills per CTL per day", "M", low=0.01),
     "kill_per_activation": Param(0.7, "probability", "assumed", "L", (0.3, 1.0), high=1.0),
-    "k_kill_molecules": Param(300.0, "molecules/cell", "Watanabe 2015: lysis needs ~200 molecules", "H", low=1.0),
-    "k_cytokine_molecules": Param(3000.0, "molecules/cell", "Watanabe 2015: cytokine release ~10x more", "H", low=1.0),
+    "k_kill_molecules": Param(200.0, "molecules/cell", "Watanabe 2015: lysis needs ~200 molecules", "H", low=1.0),
+    "k_cytokine_molecules": Param(2000.0, "molecules/cell", "Watanabe 2015: cytokine release ~10x more", "H", low=1.0),
     "hill_n": Param(2.0, "-", "assumed Hill coefficient for CAR activation", "L", (1.0, 4.0), low=0.1),
     "cd28_threshold_factor": Param(0.5, "x", "Majzner 2020: CD28 lowers the density threshold (qualitative)", "L", (0.2, 1.0)),
     "icar_imax": Param(0.9, "fraction", "Fedorov 2013 (qualitative); prior 0.5-0.99", "L", (0.5, 0.99), high=1.0),
@@ -94,8 +94,12 @@ PARAMETERS: dict[str, Param] = {
     "car_t_max_division_per_h": Param(
         0.1, "1/h", "calibrated: net doubling ~0.8 d at peak stimulation (Stein 2019: 0.78 d)", "L", (0.03, 0.15), low=1e-4
     ),
+    "car_t_division_cap_per_h": Param(0.06, "1/h", "assumed: a T cell divides at most every ~12 h", "L", (0.03, 0.1)),
+    "car_t_capacity_cells": Param(
+        5e10, "cells", "assumed room for CAR T cells (~10% of the body's T cells)", "L", (1e10, 2e11), low=1.0
+    ),
     "stim_half_sat_per_h": Param(
-        0.3, "engagements/h", "calibrated: normal myelopoiesis alone barely sustains expansion", "L", (0.1, 2.0), low=1e-6
+        0.15, "engagements/h", "calibrated: normal myelopoiesis alone barely sustains expansion", "L", (0.1, 2.0), low=1e-6
     ),
     "stim_memory_h": Param(12.0, "h", "assumed stimulation memory", "L", (4.0, 48.0), low=0.1),
     "differentiation_per_h": Param(
@@ -104,23 +108,23 @@ PARAMETERS: dict[str, Param] = {
     "effector_death_per_h": Param(_ln2_over(4.3 * 24), "1/h", "Stein 2019: contraction t1/2 4.3 d", "M"),
     "memory_reversion_fraction": Param(0.008, "fraction", "Stein 2019: ~0.8% of contracting cells to memory", "M", high=1.0),
     "memory_death_per_h": Param(_ln2_over(217 * 24), "1/h", "Stein 2019: memory t1/2 ~217 d", "M"),
-    "aicd_per_engagement": Param(0.02, "1/engagement", "assumed activation-induced cell death of effectors", "L", (0.0, 0.1)),
+    "aicd_per_engagement": Param(0.01, "1/engagement", "assumed activation-induced cell death of effectors", "L", (0.0, 0.1)),
     "exhausted_death_per_h": Param(_ln2_over(48.0), "1/h", "assumed", "L", (0.005, 0.05)),
     "exhaustion_per_engagement_41bb": Param(
-        0.004, "1/engagement", "Long 2015 (qualitative): 4-1BB exhausts slowly", "L", (0.001, 0.02)
+        0.02, "1/engagement", "Long 2015 (qualitative): 4-1BB exhausts slowly", "L", (0.001, 0.02)
     ),
     "exhaustion_per_engagement_cd28": Param(
-        0.03, "1/engagement", "Long 2015; Park 2018: CD28 median persistence 14 d", "L", (0.005, 0.1)
+        0.08, "1/engagement", "Long 2015; Park 2018: CD28 median persistence 14 d", "L", (0.005, 0.1)
     ),
     "exhaustion_per_engagement_savvy": Param(
-        0.006, "1/engagement", "Geyer 2024 abstract: modified CD28 limits exhaustion", "L", (0.001, 0.03)
+        0.03, "1/engagement", "Geyer 2024 abstract: modified CD28 limits exhaustion", "L", (0.001, 0.03)
     ),
     "homeostatic_division_per_h": Param(
         0.01, "1/h", "assumed IL-7/IL-15 driven expansion after lymphodepletion", "L", (0.0, 0.03)
     ),
     "ld_signal_decay_days": Param(10.0, "d", "assumed recovery of host lymphocytes", "L", (3.0, 30.0), low=0.1),
     "ld_expansion_floor": Param(
-        0.25,
+        0.05,
         "x",
         "assumed: antigen-driven expansion without lymphodepletion (Turtle 2016: Cy/Flu raises expansion)",
         "L",
@@ -173,22 +177,22 @@ PARAMETERS: dict[str, Param] = {
     "infection_anc_fold_below_0_5": Param(
         8.0, "x", "van der Meer 1979: infection on 24% of days below 0.5", "L", (2.0, 30.0), low=1.0
     ),
-    "infection_anc_fold_below_0_1": Param(20.0, "x", "Bodey 1966: steep below 0.1e9/L", "L", (5.0, 60.0), low=1.0),
+    "infection_anc_fold_below_0_1": Param(10.0, "x", "Bodey 1966: steep below 0.1e9/L", "L", (5.0, 60.0), low=1.0),
     "infection_duration_days": Param(
-        10.0, "d", "Bodey 1966: risk grows with duration (+100% per this many days below 0.5)", "L", (3.0, 30.0), low=0.1
+        20.0, "d", "Bodey 1966: risk grows with duration (+100% per this many days below 0.5)", "L", (3.0, 30.0), low=0.1
     ),
     "infection_fungal_per_day": Param(2e-4, "1/d", "Hill 2018: invasive fungal 5% after CD19 CAR T", "L", (5e-5, 2e-3)),
     "infection_fungal_onset_days": Param(
         10.0, "d", "Bern cohort: aspergillosis risk rises after ~10 d of neutropenia", "M", low=0.0
     ),
     "infection_fungal_ramp": Param(
-        4.0, "x per 10 d", "calibrated rise of fungal hazard with prolonged neutropenia", "L", (1.0, 20.0)
+        10.0, "x per 10 d", "calibrated rise of fungal hazard with prolonged neutropenia", "L", (1.0, 20.0)
     ),
     "infection_viral_per_day": Param(0.002, "1/d", "Maron 2022: viral infections later; calibrated", "L", (5e-4, 0.01)),
     "infection_viral_onset_days": Param(14.0, "d", "Maron 2022: viral later than bacterial", "M", low=0.0),
     "infection_steroid_fold": Param(2.0, "x", "assumed", "L", (1.0, 5.0), low=1.0),
     "infection_prior_hsct_fold": Param(1.5, "x", "assumed", "L", (1.0, 3.0), low=1.0),
-    "infection_fatality_bacterial": Param(0.05, "probability", "assumed; tripled when ANC < 0.1", "L", (0.01, 0.2), high=1.0),
+    "infection_fatality_bacterial": Param(0.03, "probability", "assumed; doubled when ANC < 0.1", "L", (0.01, 0.2), high=1.0),
     "infection_fatality_fungal": Param(0.3, "probability", "invasive aspergillosis mortality ~30%", "M", high=1.0),
     "infection_fatality_viral": Param(0.05, "probability", "assumed", "L", (0.01, 0.2), high=1.0),
     "lethal_blast_burden": Param(2e12, "cells", "assumed: ~2 kg of leukemia", "L", (5e11, 5e12), low=1.0),

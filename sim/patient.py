@@ -23,8 +23,10 @@ def draw(d: Dist, g: np.random.Generator) -> float:
         v = g.normal(d.mean, d.sd)
     elif d.dist == "lognormal":
         v = d.median * np.exp(d.sd_log * g.standard_normal())
-    else:
+    elif d.dist == "uniform":
         v = g.uniform(d.low, d.high)
+    else:
+        v = np.exp(g.uniform(np.log(d.low), np.log(d.high)))
     lo, hi = d.support()
     return float(np.clip(v, lo, hi))
 

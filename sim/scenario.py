@@ -38,10 +38,10 @@ class Dist(_Strict):
     """A distribution of a patient quantity; a bare number means ``fixed``.
 
     ``normal`` uses ``mean``/``sd``; ``lognormal`` uses ``median``/``sd_log``; ``uniform``
-    uses ``low``/``high``. ``low``/``high`` also clip ``normal`` and ``lognormal`` draws.
+    and ``loguniform`` use ``low``/``high``. ``low``/``high`` also clip ``normal`` and ``lognormal`` draws.
     """
 
-    dist: Literal["fixed", "normal", "lognormal", "uniform"] = "fixed"
+    dist: Literal["fixed", "normal", "lognormal", "uniform", "loguniform"] = "fixed"
     value: float | None = None
     mean: float | None = None
     sd: float | None = Field(None, ge=0)
@@ -64,14 +64,20 @@ class Dist(_Strict):
 
     @model_validator(mode="after")
     def _check_fields(self) -> Dist:
-        need = {"fixed": ("value",), "normal": ("mean", "sd"), "lognormal": ("median", "sd_log"), "uniform": ("low", "high")}[
-            self.dist
-        ]
+        need = {
+            "fixed": ("value",),
+            "normal": ("mean", "sd"),
+            "lognormal": ("median", "sd_log"),
+            "uniform": ("low", "high"),
+            "loguniform": ("low", "high"),
+        }[self.dist]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"a {self.dist} distribution needs {', '.join(missing)}")
         if self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError("low must not exceed high")
+        if self.dist == "loguniform" and self.low <= 0:
+            raise ValueError("a loguniform distribution needs low > 0")
         return self
 
     def support(self) -> tuple[float, float]:
@@ -244,12 +250,22 @@ class Outputs(_Strict):
     record_every_hours: float = Field(1.0, gt=0)
 
 
+class TrialArm(_Strict):
+    """The reported trial arm a scenario stands for (``clinical_targets.yaml``)."""
+
+    study: str
+    arm: str
+    patients: int | None = Field(None, ge=1)
+    abstract: str = ""
+
+
 class Scenario(_Strict):
     """One arm: the product, the population and the simulation settings."""
 
     name: str = Field(min_length=1)
     description: str = ""
     source: str = ""
+    trial: TrialArm | None = None
     seed: int = Field(0, ge=0)
     horizon_days: float = Field(28.0, gt=0, le=3650)
     dt_hours: float = Field(1.0, gt=0, le=24)

@@ -6,8 +6,9 @@ antigen does not sustain proliferation):
 
 * division: ``r_max * g * fitness * boost * (f_LD + (1 - f_LD) L(t))`` (memory at half
   rate), where L(t) is the lymphodepletion signal (homeostatic cytokines, no competing
-  host lymphocytes), plus homeostatic division ``r_homeo * L(t)``; exhausted cells do
-  not divide;
+  host lymphocytes), plus homeostatic division ``r_homeo * L(t)``, capped at ``r_cap``
+  (a T cell divides at most every ~12 h) and scaled by ``space = 1 - T / K_T`` (the
+  body's room for T cells); exhausted cells do not divide;
 * death: memory ``d_M``; effector ``d_E * (1 - g) + d_AICD * sigma`` (contraction when
   antigen is gone, activation-induced death while it is abundant);
   exhausted ``d_X``;
@@ -32,17 +33,36 @@ MEMORY, EFFECTOR, EXHAUSTED = 0, 1, 2
 
 @njit(cache=True)
 def car_t_rates(
-    cls, g, sigma, fitness, boost, ld_signal, ld_floor, damp, r_max, r_homeo, d_m, d_e, d_x, d_aicd, k_diff, f_rev, k_exh
+    cls,
+    g,
+    sigma,
+    fitness,
+    boost,
+    ld_signal,
+    ld_floor,
+    space,
+    damp,
+    r_max,
+    r_cap,
+    r_homeo,
+    d_m,
+    d_e,
+    d_x,
+    d_aicd,
+    k_diff,
+    f_rev,
+    k_exh,
 ):
     """Per-cell rates (division, death, to memory, to effector, to exhausted) for one phenotype."""
     niche = ld_floor + (1.0 - ld_floor) * ld_signal  # homeostatic cytokines after lymphodepletion
+    if cls == EXHAUSTED:
+        return 0.0, d_x, 0.0, 0.0, 0.0
+    share = 0.5 if cls == MEMORY else 1.0
+    div = share * r_max * g * fitness * boost * niche + (1.5 - share) * r_homeo * ld_signal
+    div = min(div, r_cap) * space * damp
     if cls == MEMORY:
-        div = (0.5 * r_max * g * fitness * boost * niche + r_homeo * ld_signal) * damp
         return div, d_m, 0.0, k_diff * g, k_exh * sigma
-    if cls == EFFECTOR:
-        div = (r_max * g * fitness * boost * niche + 0.5 * r_homeo * ld_signal) * damp
-        return div, d_e * (1.0 - g) + d_aicd * sigma, f_rev * d_e * (1.0 - g), 0.0, k_exh * sigma
-    return 0.0, d_x, 0.0, 0.0, 0.0
+    return div, d_e * (1.0 - g) + d_aicd * sigma, f_rev * d_e * (1.0 - g), 0.0, k_exh * sigma
 
 
 @njit(cache=True)
@@ -59,11 +79,13 @@ def nb_update_car_t(
     fitness,
     ld_signal,
     ld_floor,
+    space,
     damp,
     d_extra,
     stim_memory_h,
     k_s,
     r_max,
+    r_cap,
     r_homeo,
     d_m,
     d_e,
@@ -92,8 +114,10 @@ def nb_update_car_t(
             boost[c],
             ld_signal,
             ld_floor,
+            space,
             damp,
             r_max,
+            r_cap,
             r_homeo,
             d_m,
             d_e,
