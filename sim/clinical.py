@@ -119,8 +119,8 @@ class Clinic:
         s.inflammation = drive + (s.inflammation - drive) * math.exp(-rate * dt_h)
         neuro_drive = math.sqrt(max(cyt[PB, IL6], 0.0) * max(cyt[PB, IFNG], 0.0)) / p["icans_ref_pg_per_ml"]
         s.neuro = neuro_drive + (s.neuro - neuro_drive) * math.exp(-0.5 * rate * dt_h)
-        s.crs_now = sum(s.inflammation >= th for th in CRS_THRESHOLDS[:4])
-        s.icans_now = sum(s.neuro >= th for th in ICANS_THRESHOLDS)
+        s.crs_now = int(sum(s.inflammation >= th for th in CRS_THRESHOLDS[:4]))
+        s.icans_now = int(sum(s.neuro >= th for th in ICANS_THRESHOLDS))
         s.crs5_hours = s.crs5_hours + dt_h if s.inflammation >= CRS_THRESHOLDS[4] else 0.0
         if s.crs5_hours >= CRS5_HOURS:
             s.crs_now = 5

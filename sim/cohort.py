@@ -217,8 +217,17 @@ def run_cohort(
                 keep(futures[fut], fut.result())
     rows = [r for k in range(len(chunks)) for r in done[k][0]]
     traj = np.concatenate([done[k][1] for k in range(len(chunks))])
-    patients = pd.DataFrame(rows)
+    patients = patients_frame(rows)
     return CohortResult(patients, traj, summarize_cohort(sc, patients))
+
+
+def patients_frame(rows: list[dict]) -> pd.DataFrame:
+    """The patients table with stable dtypes: optional numbers (None when absent) become float NaN."""
+    df = pd.DataFrame(rows)
+    for col in df.columns:
+        if df[col].dtype == object and all(v is None or isinstance(v, (int, float)) for v in df[col]):
+            df[col] = df[col].astype(float)
+    return df
 
 
 def _py(o):

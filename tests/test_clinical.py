@@ -1,0 +1,115 @@
+"""Clinical readouts from hand-built states: CRS and ICANS grading, infections, survival."""
+
+import math
+
+import numpy as np
+
+from sim.clinical import CRS5_HOURS, Clinic, ClinicalState, Infection
+from sim.core.common import PB
+from sim.core.cytokines import IFNG, IL6
+from sim.model import Simulation
+from sim.params import CRS_THRESHOLDS, ICANS_THRESHOLDS
+from sim.readouts import infection_summary, survival
+from tests.conftest import scenario
+
+
+class FakeSim:
+    """Just what the clinic reads: cytokines, ANC, blasts, patient, scenario, params."""
+
+    def __init__(self, sim):
+        self.__dict__.update({k: getattr(sim, k) for k in ("p", "scenario", "index", "patient", "volume_l")})
+        self.cyt = np.zeros((3, 4))
+        self.bl_obs = np.zeros((3, 3))
+        self.anc_value = 3.0
+
+    def anc(self):
+        return self.anc_value
+
+    def bm_blast_percent(self):
+        return 50.0
+
+
+def clinic(**overrides):
+    sim = Simulation(scenario("cll1_standard", "horizon_days=1", *[f"{k}={v}" for k, v in overrides.items()]))
+    fake = FakeSim(sim)
+    return Clinic(fake), fake
+
+
+def hold(c, fake, il6, ifng, hours, t0=1.0):
+    fake.cyt[PB, IL6], fake.cyt[PB, IFNG] = il6, ifng
+    for h in range(hours):
+        c.update(t0 + h / 24, t0 + (h + 1) / 24)
+
+
+def test_cytokines_above_grade3_threshold_give_crs3():
+    c, fake = clinic(**{"interventions.tocilizumab_at_crs_grade": "null"})
+    p = c.p
+    il6 = 1.2 * CRS_THRESHOLDS[2] * p["il6_ref_pg_per_ml"]  # drive 1.2x the grade-3 (one vasopressor) threshold
+    hold(c, fake, il6, 0.0, 48)
+    assert c.state.crs_now == 3
+    assert c.state.steroids_given  # rule: steroids at CRS >= 3
+
+
+def test_tocilizumab_given_at_grade2_lowers_the_index():
+    c, fake = clinic()
+    il6 = 1.2 * CRS_THRESHOLDS[2] * c.p["il6_ref_pg_per_ml"]
+    hold(c, fake, il6, 0.0, 48)
+    assert c.state.toci_given and c.state.crs_now < 3  # IL-6 signalling blocked
+
+
+def test_crs_grade5_needs_a_sustained_extreme_index():
+    c, fake = clinic(**{"interventions.tocilizumab_at_crs_grade": "null"})
+    extreme = 1.5 * CRS_THRESHOLDS[4] * c.p["il6_ref_pg_per_ml"]
+    hold(c, fake, extreme, 0.0, 8)  # the index crosses the grade-5 level after ~7 h: not yet sustained
+    assert c.state.crs_now == 4 and c.state.death_day is None
+    hold(c, fake, extreme, 0.0, int(CRS5_HOURS) + 24, t0=2.0)
+    assert c.state.crs_now == 5 and c.state.death_cause == "CRS"
+
+
+def test_icans_grade_from_neurotoxicity_index():
+    c, fake = clinic()
+    ref = c.p["icans_ref_pg_per_ml"]
+    level = 1.5 * ICANS_THRESHOLDS[1] * ref  # sqrt(IL6 * IFN) / ref = 1.5 x grade-2 threshold
+    hold(c, fake, level, level, 96)
+    assert c.state.icans_now == 2
+    assert c.state.steroids_given  # steroids at ICANS >= 2
+
+
+def test_infection_hazard_rises_as_anc_falls_and_with_duration():
+    c, fake = clinic()
+    h = {anc: c.hazards_per_day(5.0, anc)["bacterial"] for anc in (2.0, 0.8, 0.3, 0.05)}
+    assert h[2.0] < h[0.8] < h[0.3] < h[0.05]
+    c.state.neutropenic_days = 20.0
+    assert c.hazards_per_day(5.0, 0.05)["bacterial"] > h[0.05]
+    assert c.hazards_per_day(5.0, 0.05)["fungal"] > c.hazards_per_day(5.0, 2.0)["fungal"] * 0 + c.p["infection_fungal_per_day"]
+    c.state.neutropenic_days = 0.0
+    assert math.isclose(c.hazards_per_day(5.0, 0.05)["fungal"], c.p["infection_fungal_per_day"])  # fungal comes late
+    assert c.hazards_per_day(1.0, 2.0)["viral"] < c.hazards_per_day(20.0, 2.0)["viral"]  # viral later
+
+
+def test_steroids_raise_infection_hazard():
+    c, _ = clinic()
+    base = c.hazards_per_day(5.0, 0.3)
+    c.state.steroid_until = 10.0
+    assert all(c.hazards_per_day(5.0, 0.3)[k] > base[k] for k in base)
+
+
+def test_infection_and_survival_summaries():
+    inf = [Infection(3.0, "bacterial", False), Infection(25.0, "fungal", True), Infection(40.0, "viral", False)]
+    s = infection_summary(inf, 60.0)
+    assert s["infection_bacterial_day28"] == 1 and s["infection_fungal_day28"] == 1 and s["infection_viral_day28"] == 0
+    assert s["infection_viral_total"] == 1 and s["infection_first_day"] == 3.0
+    state = ClinicalState(remission_day=10.0, relapse_day=100.0, death_day=200.0, death_cause="leukemia")
+    v = survival(state, 365.0)
+    assert v["lfs_days"] == 100.0 and v["os_days"] == 200.0 and v["lfs_event"] and v["death"]
+    censored = survival(ClinicalState(remission_day=10.0), 365.0)
+    assert censored["os_days"] == 365.0 and not censored["lfs_event"]
+
+
+def test_one_year_horizon_gives_relapse_and_survival():
+    sc = scenario("cll1_standard", "horizon_days=365", "dt_hours=2", "resolution.car_t_agents=200", "resolution.blast_agents=200")
+    s = Simulation(sc, 0).run().summary
+    assert 0 < s["os_days"] <= 365 and 0 <= s["lfs_days"] <= s["os_days"]
+    assert s["death"] == (s["death_day"] is not None)
+    if s["relapse"]:
+        assert s["remission_day"] < s["relapse_day"] <= s["os_days"]
