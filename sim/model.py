@@ -76,6 +76,14 @@ class Lineage:
     healthy: np.ndarray  # cells per class at ANC_healthy
     background_bm: float  # normal marrow cells outside the explicit lineage
 
+    def background(self, hspc: float, floor: float) -> float:
+        """Marrow cells outside the explicit lineage.
+
+        A fixed floor (lymphocytes, plasma cells, stroma that survive aplasia) plus a part
+        that follows HSPC (erythroid and other output).
+        """
+        return self.background_bm * (floor + (1.0 - floor) * hspc / self.healthy[Stage.HSPC])
+
     @staticmethod
     def steady(p: dict[str, float], c_norm: float, blood_l: float) -> Lineage:
         """Derive transit rates and the healthy steady state (Friberg-type chain)."""
@@ -171,7 +179,9 @@ class Simulation:
         self.myeloid = Frame(N_STAGES, ())
         for s in range(N_STAGES):
             self.myeloid.add(float(np.round(lin.healthy[s] * q)), int(stage_compartments()[s]), s)
-        normal_bm = q * (lin.healthy[: Stage.RESERVE + 1].sum() + lin.background_bm)
+        normal_bm = q * lin.healthy[: Stage.RESERVE + 1].sum() + lin.background(
+            q * lin.healthy[Stage.HSPC], p["background_floor"]
+        )
         frac = pt.bm_blast_fraction
         blasts_bm = frac / (1.0 - frac) * normal_bm
         occupancy = blasts_bm + normal_bm
@@ -486,8 +496,8 @@ class Simulation:
         return float(w[: Stage.RESERVE + 1].sum()) + self.background_bm()
 
     def background_bm(self) -> float:
-        """Erythroid/lymphoid/other marrow cells, proportional to HSPC (assumed)."""
-        return self.lineage.background_bm * self.myeloid.w[Stage.HSPC] / self.lineage.healthy[Stage.HSPC]
+        """Erythroid, lymphoid and other marrow cells (see :meth:`Lineage.background`)."""
+        return self.lineage.background(self.myeloid.w[Stage.HSPC], self.p["background_floor"])
 
     def _ld_hazard(self, kill_per_day: float) -> float:
         return -math.log(1.0 - kill_per_day) / 24.0 if self.ld_window(self.t_day) else 0.0

@@ -134,7 +134,7 @@ class MeanField:
 
         # 3. blasts
         lin = sim.lineage
-        normal_bm = M[: Stage.RESERVE + 1].sum() + lin.background_bm * M[Stage.HSPC] / lin.healthy[Stage.HSPC]
+        normal_bm = M[: Stage.RESERVE + 1].sum() + lin.background(M[Stage.HSPC], p["background_floor"])
         occupancy = B[:, BM].sum() + normal_bm
         kexp = p["crowding_exponent"]
         f_bm = space_factor(occupancy, sim.c_max, kexp)

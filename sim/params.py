@@ -70,6 +70,14 @@ PARAMETERS: dict[str, Param] = {
     "mitotic_amplification": Param(16.0, "fold", "Dancey 1976: ~4 divisions myeloblast to myelocyte", "M", low=1.0),
     "gcsf_gamma": Param(0.17, "-", "Friberg 2002: feedback exponent 0.16-0.24", "H"),
     "gcsf_max_fold": Param(5.0, "fold", "assumed cap on the (ANC0/ANC)^gamma feedback", "L", (2.0, 10.0), low=1.0),
+    "background_floor": Param(
+        0.3,
+        "fraction",
+        "assumed share of non-myeloid marrow cells (lymphocytes, plasma cells) that survive aplasia",
+        "L",
+        (0.1, 0.6),
+        high=1.0,
+    ),
     "hspc_fraction_of_bm": Param(0.01, "-", "CD34+ ~1% of marrow nucleated cells", "M", low=1e-4, high=0.5),
     "hspc_renewal_per_h": Param(0.004, "1/h", "assumed: progenitor recovery over weeks", "L", (0.001, 0.02)),
     "monocyte_healthy_1e9_per_l": Param(0.5, "1e9/L", "reference range 0.2-0.8e9/L", "M"),
@@ -150,7 +158,9 @@ PARAMETERS: dict[str, Param] = {
     "macrophage_decay_per_h": Param(0.05, "1/h", "assumed", "L", (0.01, 0.2)),
     "cytokine_exchange_per_h": Param(1.0, "1/h", "assumed marrow-blood exchange", "L", (0.1, 5.0)),
     "il18_macrophage_fold": Param(100.0, "x baseline", "Kudela 2019: MAS 100-500x normal IL-18", "H"),
-    "il18_armor_fg_per_cell_h": Param(0.05, "fg/(cell h)", "calibrated: constitutive IL-18 secretion", "L", (0.005, 0.5)),
+    "il18_armor_fg_per_cell_h": Param(
+        1.0, "fg/(cell h)", "assumed: ~1 ng/mL per 1e6 cells per day in vitro is ~40 fg/cell/h; in vivo lower", "L", (0.1, 40.0)
+    ),
     "il18_boost_max": Param(2.0, "x", "Geyer 2024: expansion at 10-100x lower doses", "L", (0.5, 5.0)),
     "il18_half_sat_pg_per_ml": Param(2000.0, "pg/mL", "assumed", "L", (200.0, 2e4), low=1e-3),
     # --- clinical latent states ------------------------------------------------------
@@ -172,12 +182,12 @@ PARAMETERS: dict[str, Param] = {
     "hsct_gvl_per_h": Param(0.002, "1/h", "assumed graft-versus-leukemia hazard", "L", (0.0, 0.01)),
     "hsct_cd34_per_kg": Param(4e6, "cells/kg", "typical graft CD34+ dose 2-5e6/kg", "M", low=1e4),
     # --- infections (hazards per day) ----------------------------------------------------
-    "infection_bacterial_per_day": Param(0.002, "1/d", "calibrated: baseline outside neutropenia", "L", (5e-4, 0.01)),
+    "infection_bacterial_per_day": Param(0.001, "1/d", "calibrated: baseline outside neutropenia", "L", (5e-4, 0.01)),
     "infection_anc_fold_below_1": Param(3.0, "x", "Bodey 1966: risk rises below 1.0e9/L", "L", (1.0, 10.0), low=1.0),
     "infection_anc_fold_below_0_5": Param(
-        8.0, "x", "van der Meer 1979: infection on 24% of days below 0.5", "L", (2.0, 30.0), low=1.0
+        6.0, "x", "van der Meer 1979: infection on 24% of days below 0.5", "L", (2.0, 30.0), low=1.0
     ),
-    "infection_anc_fold_below_0_1": Param(10.0, "x", "Bodey 1966: steep below 0.1e9/L", "L", (5.0, 60.0), low=1.0),
+    "infection_anc_fold_below_0_1": Param(8.0, "x", "Bodey 1966: steep below 0.1e9/L", "L", (5.0, 60.0), low=1.0),
     "infection_duration_days": Param(
         20.0, "d", "Bodey 1966: risk grows with duration (+100% per this many days below 0.5)", "L", (3.0, 30.0), low=0.1
     ),
@@ -199,7 +209,7 @@ PARAMETERS: dict[str, Param] = {
 }
 
 #: Grade thresholds of the dimensionless inflammation index (CRS 1..5). Calibrated (L).
-CRS_THRESHOLDS = (1.0, 8.0, 30.0, 100.0, 400.0)
+CRS_THRESHOLDS = (1.0, 15.0, 40.0, 100.0, 400.0)
 #: Grade thresholds of the neurotoxicity index (ICANS 1..4). Calibrated (L).
 ICANS_THRESHOLDS = (2.0, 6.0, 15.0, 40.0)
 

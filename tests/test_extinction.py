@@ -5,15 +5,15 @@ from tests.conftest import scenario
 
 
 def tiny_residual(seed: int):
-    # ~1e-9 blasts in marrow (about a hundred cells), all CD70-positive, treated with a
+    # 5e-10 blasts in marrow (about a hundred cells), all CD70-positive, treated with a
     # CD70 CAR (absent from the normal lineage, so no competing targets)
     return scenario(
         "cll1_standard",
         f"seed={seed}",
-        "horizon_days=21",
+        "horizon_days=28",
         "product.car.antigens=[CD70]",
         "product.dose_cells_per_kg=3e7",
-        "patient.bm_blast_fraction=1e-9",
+        "patient.bm_blast_fraction=5e-10",
         "patient.antigens={CD70: {aml_positive_fraction: 1.0, negative_fraction: 0.0}}",
         "resolution.car_t_agents=200",
         "resolution.blast_agents=200",

@@ -4,16 +4,17 @@ Per agent (phenotype 0 memory-like, 1 effector, 2 exhausted), with the compartme
 smoothed stimulation ``S`` and signal ``g = S^2 / (S^2 + K_S^2)`` (sigmoid: a trickle of
 antigen does not sustain proliferation):
 
-* division: ``r_max * g * fitness * boost * (f_LD + (1 - f_LD) L(t))`` (memory at half
-  rate), where L(t) is the lymphodepletion signal (homeostatic cytokines, no competing
-  host lymphocytes), plus homeostatic division ``r_homeo * L(t)``, capped at ``r_cap``
-  (a T cell divides at most every ~12 h) and scaled by ``space = 1 - T / K_T`` (the
-  body's room for T cells); exhausted cells do not divide;
+* division: ``r_max * g * fitness * boost * (f_LD + (1 - f_LD) L(t))``, where L(t) is the
+  lymphodepletion signal (homeostatic cytokines, no competing host lymphocytes), plus
+  homeostatic division ``r_homeo * L(t)``, capped at ``r_cap`` (a T cell divides at most
+  every ~12 h) and scaled by ``space = 1 - T / K_T`` (the body's room for T cells);
+  exhausted cells do not divide;
 * death: memory ``d_M``; effector ``d_E * (1 - g) + d_AICD * sigma`` (contraction when
   antigen is gone, activation-induced death while it is abundant);
   exhausted ``d_X``;
 * memory -> effector at ``k_diff * g``; effector -> memory at ``f_rev * d_E * (1 - g)``;
-* memory/effector -> exhausted at ``k_exh(costimulation) * sigma`` per engagement;
+* memory/effector -> exhausted at ``k_exh(costimulation) * sigma`` per engagement (memory
+  at half that rate);
 * every cell also dies at ``d_extra`` (host rejection of an allogeneic product).
 
 Daughters inherit the parent's state (the agent's weight grows); cells that change
@@ -57,11 +58,11 @@ def car_t_rates(
     niche = ld_floor + (1.0 - ld_floor) * ld_signal  # homeostatic cytokines after lymphodepletion
     if cls == EXHAUSTED:
         return 0.0, d_x, 0.0, 0.0, 0.0
-    share = 0.5 if cls == MEMORY else 1.0
-    div = share * r_max * g * fitness * boost * niche + (1.5 - share) * r_homeo * ld_signal
+    homeo = r_homeo * ld_signal if cls == MEMORY else 0.5 * r_homeo * ld_signal
+    div = r_max * g * fitness * boost * niche + homeo
     div = min(div, r_cap) * space * damp
-    if cls == MEMORY:
-        return div, d_m, 0.0, k_diff * g, k_exh * sigma
+    if cls == MEMORY:  # stem-like: no activation-induced death, half the exhaustion
+        return div, d_m, 0.0, k_diff * g, 0.5 * k_exh * sigma
     return div, d_e * (1.0 - g) + d_aicd * sigma, f_rev * d_e * (1.0 - g), 0.0, k_exh * sigma
 
 

@@ -1,0 +1,169 @@
+"""Hold the model against the reported trials in ``clinical_targets.yaml``.
+
+For every reported arm (a scenario with ``trial.study``/``trial.arm``) and every reported
+count, the arm is simulated as a cohort of ``n_sim`` virtual patients, giving the
+per-patient probability ``p`` of the outcome. The count in a cohort of the reported size
+``n`` then follows a beta-binomial (binomial in ``n`` with ``p ~ Beta(k + 1/2, n_sim - k +
+1/2)``, which carries the simulation's own uncertainty). Each record gives the simulated
+mean count, the central 95% predictive interval, the probability of the reported count
+and a verdict: ``agrees`` when the reported count lies inside the interval.
+
+Metric rules (reported field -> per-patient outcome):
+
+* ``complete_remission``: marrow remission at day 28 (CR, CRi or MLFS: BM blasts < 5%, no
+  circulating blasts, no EMD). The abstracts report "CR" without the count recovery that
+  ELN separates into CR / CRi / MLFS, and after CLL1 or CD33 CAR T most remissions are still
+  aplastic at day 28; the stricter CR + CRi rate is in every cohort summary;
+* ``mrd_negative_complete_remission``: CR/CRi with BM blasts < 0.1%;
+* ``overall_response``: CR, CRi, MLFS or PR;
+* ``crs_grade`` / ``icans_grade`` keys ``"g"`` or ``"a-b"``: highest grade within the range;
+* ``other.iec_hs``: IEC-HS;
+* ``other.neutropenia_or_thrombocytopenia_grade_3`` / ``_4``: neutropenia of exactly that
+  CTCAE grade (platelets are not modelled);
+* ``other.sepsis``: a bacterial infection by day 28.
+
+Reported fields with no model counterpart (liver damage, dose-limiting toxicity) are
+listed as ``not modelled``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy.stats import betabinom
+
+NOT_MODELLED = ("liver_function_damage", "dose_limiting_toxicity")
+
+
+def clinical_targets() -> dict:
+    """The packaged calibration set (a verbatim copy of ``../shared/data/clinical_targets.yaml``)."""
+    return yaml.safe_load((resources.files("sim") / "data" / "clinical_targets.yaml").read_text())
+
+
+def grade_range(key: str) -> tuple[int, int]:
+    """``"2"`` -> (2, 2); ``"3-4"`` -> (3, 4)."""
+    lo, _, hi = key.partition("-")
+    return int(lo), int(hi or lo)
+
+
+def outcome(metric: str, patients: pd.DataFrame) -> pd.Series | None:
+    """Per-patient indicator of a reported metric, or ``None`` if the model has none."""
+    d = patients
+    if metric == "complete_remission":
+        return d.response_day28.isin(["CR", "CRi", "MLFS"])
+    if metric == "mrd_negative_complete_remission":
+        return d.mrd_negative.astype(bool)
+    if metric == "overall_response":
+        return d.response_day28.isin(["CR", "CRi", "MLFS", "PR"])
+    family, _, key = metric.partition(":")
+    if family in ("crs_grade", "icans_grade"):
+        lo, hi = grade_range(key)
+        return d[family].between(lo, hi)
+    if family == "other":
+        if key == "iec_hs":
+            return d.iec_hs.astype(bool)
+        if key.startswith("neutropenia_or_thrombocytopenia_grade_"):
+            return d.neutropenia_grade == int(key.rsplit("_", 1)[1])
+        if key == "sepsis":
+            return d.infection_bacterial_day28 > 0
+    return None
+
+
+def reported_metrics(arm: dict) -> list[tuple[str, int]]:
+    """(metric, reported count) pairs of one arm, skipping ``null`` (not reported)."""
+    out = []
+    for field in ("complete_remission", "mrd_negative_complete_remission", "overall_response"):
+        if arm.get(field) is not None:
+            out.append((field, int(arm[field])))
+    for family in ("crs_grade", "icans_grade"):
+        for key, count in (arm.get(family) or {}).items():
+            out.append((f"{family}:{key}", int(count)))
+    for key, count in (arm.get("other") or {}).items():
+        out.append((f"other:{key}", int(count)))
+    return out
+
+
+@dataclass
+class Record:
+    """One study/arm/metric comparison."""
+
+    study: str
+    arm: str
+    metric: str
+    n_reported: int
+    reported: int
+    n_simulated: int
+    simulated_rate: float | None
+    simulated_mean: float | None
+    interval95: tuple[int, int] | None
+    p_reported: float | None
+    verdict: str
+
+
+def compare(study: str, arm: str, metric: str, reported: int, n: int, patients: pd.DataFrame | None) -> Record:
+    """Compare one reported count with the model's predictive distribution."""
+    hits = outcome(metric, patients) if patients is not None else None
+    if hits is None:
+        return Record(study, arm, metric, n, reported, 0, None, None, None, None, "not modelled")
+    k, m = int(hits.sum()), len(hits)
+    dist = betabinom(n, k + 0.5, m - k + 0.5)
+    lo, hi = int(dist.ppf(0.025)), int(dist.ppf(0.975))
+    verdict = "agrees" if lo <= reported <= hi else "disagrees"
+    return Record(study, arm, metric, n, reported, m, k / m, float(dist.mean()), (lo, hi), float(dist.pmf(reported)), verdict)
+
+
+def arm_scenarios(scenario_dir: Path) -> dict[tuple[str, str], Path]:
+    """Scenario files by (study, arm) from their ``trial`` sections."""
+    out = {}
+    for f in sorted(scenario_dir.glob("*.yaml")):
+        trial = (yaml.safe_load(f.read_text()) or {}).get("trial")
+        if isinstance(trial, dict) and "study" in trial:
+            out[(trial["study"], str(trial["arm"]))] = f
+    return out
+
+
+def records_to_frame(records: list[Record]) -> pd.DataFrame:
+    """Records as a table."""
+    return pd.DataFrame([asdict(r) for r in records])
+
+
+def summary_counts(records: list[Record]) -> dict:
+    """How many comparable metrics agree."""
+    judged = [r for r in records if r.verdict in ("agrees", "disagrees")]
+    agree = sum(r.verdict == "agrees" for r in judged)
+    return {"metrics": len(judged), "agree": agree, "fraction": agree / len(judged) if judged else None}
+
+
+def validation_figure(records: list[Record]):
+    """Reported vs simulated counts with 95% predictive intervals, one panel per metric family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    judged = [r for r in records if r.interval95 is not None]
+    families = {}
+    for r in judged:
+        fam = "response" if ":" not in r.metric else r.metric.split(":")[0]
+        families.setdefault(fam, []).append(r)
+    fig, axes = plt.subplots(1, len(families), figsize=(5 * len(families), 0.45 * max(len(v) for v in families.values()) + 2))
+    axes = np.atleast_1d(axes)
+    for ax, (fam, recs) in zip(axes, families.items(), strict=True):
+        y = np.arange(len(recs))
+        for i, r in enumerate(recs):
+            lo, hi = r.interval95
+            color = "tab:green" if r.verdict == "agrees" else "tab:red"
+            ax.plot([lo / r.n_reported, hi / r.n_reported], [i, i], color=color, lw=4, alpha=0.5)
+            ax.plot(r.simulated_mean / r.n_reported, i, "|", color=color, ms=12)
+            ax.plot(r.reported / r.n_reported, i, "kD", ms=5)
+        ax.set_yticks(y, [f"{r.study}/{r.arm} {r.metric.split(':')[-1]}" for r in recs], fontsize=7)
+        ax.set_xlim(-0.05, 1.05)
+        ax.set_xlabel("fraction of the arm (reported: diamond; simulated 95% interval: bar)")
+        ax.set_title(fam)
+    fig.tight_layout()
+    return fig
