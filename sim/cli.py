@@ -176,6 +176,153 @@ def _print_cohort(summary: dict) -> None:
 
 
 @app.command()
+def compare(
+    scenarios: Annotated[list[Path], typer.Argument(help="Two or more arm scenarios; differences are against the first")],
+    n: Annotated[int, typer.Option("-n", "--n-patients", min=2, help="Virtual patients per arm (the same in every arm)")] = 200,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all CPUs)")] = None,
+    overrides: SetOption = None,
+    out: Annotated[Path, typer.Option(help="Output folder")] = Path("results") / "compare",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and simulate nothing")] = False,
+) -> None:
+    """Compare arms on the same virtual patients: compare.json, anc.png, kinetics.png, lineage.png.
+
+    Every arm runs on patients 0..N-1 of the first arm's seed (common random numbers).
+    --set applies to every arm.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from sim.cohort import default_workers
+    from sim.compare import figures, paired_scenarios, run_comparison
+    from sim.io import check_output_dir, save_figure, write_json
+
+    if len(scenarios) < 2:
+        raise UserError("compare", "SCENARIOS", [str(s) for s in scenarios], "at least two scenario files")
+    arms = [_load(s, overrides, None) for s in scenarios]
+    try:
+        paired_scenarios(arms)
+    except ValueError as e:
+        raise UserError("compare", "name", [a.name for a in arms], str(e)) from None
+    out_dir = check_output_dir(out)
+    workers = workers or default_workers()
+    if dry_run:
+        console.print(f"[green]valid[/green]: {len(arms)} arms x {n} patients on {workers} workers -> {out_dir}/")
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as bar:
+        task = bar.add_task("patients (all arms)", total=n * len(arms))
+        comp = run_comparison(arms, n, workers, progress=lambda k: bar.update(task, completed=k))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    try:
+        write_json(staging / "compare.json", comp.to_json())
+        for name, fig in figures(comp).items():
+            save_figure(staging / name, fig)
+        publish(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _print_comparison(comp)
+    console.print(comp.conclusion)
+    console.print(f"wrote {out_dir}/compare.json, anc.png, kinetics.png, lineage.png")
+
+
+def _print_comparison(comp) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Arms on the same {len(comp.cohorts[0].patients)} virtual patients (95% intervals)")
+    table.add_column("outcome")
+    for name in comp.names:
+        table.add_column(name)
+    for key in comp.tables[comp.names[0]]:
+        cells = []
+        for k, name in enumerate(comp.names):
+            v = comp.tables[name][key]
+            if "rate" in v:
+                cell = f"{v['rate']:.0%} ({v['ci95'][0]:.0%}-{v['ci95'][1]:.0%})"
+            else:
+                cell = f"{v['median']:.3g} ({v['ci95'][0]:.3g}-{v['ci95'][1]:.3g})"
+            if k:
+                d = comp.differences[name][key]
+                scale = 100 if "rate" in v else 1
+                cell += f"\n  diff {d['difference'] * scale:+.3g} ({d['ci95'][0] * scale:+.3g} to {d['ci95'][1] * scale:+.3g})"
+            cells.append(cell)
+        table.add_row(key, *cells)
+    console.print(table)
+
+
+@app.command()
+def validate(
+    n_patients: Annotated[int, typer.Option("--n-patients", "-n", min=10, help="Virtual patients simulated per arm")] = 200,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all CPUs)")] = None,
+    scenarios: Annotated[Path, typer.Option(help="Folder of scenarios with trial sections")] = Path("scenarios"),
+    out: Annotated[Path, typer.Option(help="Output folder")] = Path("results") / "validation",
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any metric falls outside its interval")] = False,
+) -> None:
+    """Compare every reported arm of clinical_targets.yaml with its simulated cohort.
+
+    For each reported count, the arm is simulated with N virtual patients; the count in a
+    cohort of the reported size follows a beta-binomial. Prints the table and writes
+    validation.json and validation.png. Exit code 0 whether or not metrics agree, unless
+    --strict.
+    """
+    from sim.cohort import default_workers, run_cohort
+    from sim.io import check_output_dir, save_figure, write_json
+    from sim.scenario import load_scenario
+    from sim.validate import arm_scenarios, clinical_targets, compare, reported_metrics, summary_counts, validation_figure
+
+    out_dir = check_output_dir(out)
+    if not scenarios.is_dir():
+        raise UserError("--scenarios", "", str(scenarios), "a folder of scenario YAML files")
+    arms = arm_scenarios(scenarios)
+    workers = workers or default_workers()
+    records = []
+    with err_console.status("simulating the reported arms") as status:
+        for study in clinical_targets()["studies"]:
+            for arm in study["arms"]:
+                if arm.get("patients") is None:
+                    continue
+                key = (study["id"], str(arm["id"]))
+                if key not in arms:
+                    raise UserError(str(scenarios), f"{key[0]}.{key[1]}", None, "a scenario whose trial section names this arm")
+                status.update(f"simulating {key[0]}/{key[1]} ({n_patients} patients)")
+                patients = run_cohort(load_scenario(arms[key]), n_patients, workers).patients
+                records += [compare(*key, m, c, arm["patients"], patients) for m, c in reported_metrics(arm)]
+    _print_validation(records)
+    counts = summary_counts(records)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(
+        out_dir / "validation.json", {"summary": counts, "n_simulated_per_arm": n_patients, "records": [vars(r) for r in records]}
+    )
+    save_figure(out_dir / "validation.png", validation_figure(records))
+    console.print(f"{counts['agree']} of {counts['metrics']} reported metrics inside their 95% predictive intervals")
+    console.print(f"wrote {out_dir}/validation.json, validation.png")
+    if strict and counts["agree"] < counts["metrics"]:
+        raise typer.Exit(1)
+
+
+def _print_validation(records) -> None:
+    from rich.table import Table
+
+    table = Table(title="Reported vs simulated (95% predictive interval for a cohort of the reported size)")
+    for col in ("study", "arm", "metric", "reported", "simulated mean", "95% interval", "P(reported)", "verdict"):
+        table.add_column(col)
+    for r in records:
+        if r.interval95 is None:
+            table.add_row(r.study, r.arm, r.metric, f"{r.reported}/{r.n_reported}", "-", "-", "-", r.verdict)
+            continue
+        color = "green" if r.verdict == "agrees" else "red"
+        table.add_row(
+            r.study,
+            r.arm,
+            r.metric,
+            f"{r.reported}/{r.n_reported}",
+            f"{r.simulated_mean:.1f}",
+            f"{r.interval95[0]}-{r.interval95[1]}",
+            f"{r.p_reported:.3f}",
+            f"[{color}]{r.verdict}[/{color}]",
+        )
+    console.print(table)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of scenario files (for editors)."""
     from sim.scenario import json_schema
@@ -200,14 +347,14 @@ def main() -> None:
     except UserError as e:
         err_console.print(f"[red]error[/red]: {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         sys.exit(130)
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
+    except Exception as e:  # usage errors of the CLI parser carry their own exit code (2)
+        if hasattr(e, "exit_code") and hasattr(e, "format_message"):
+            err_console.print(f"[red]error[/red]: {e.format_message()}", highlight=False, soft_wrap=True)
             sys.exit(e.exit_code)
         raise
 

@@ -183,7 +183,8 @@ class Simulation:
             q * lin.healthy[Stage.HSPC], p["background_floor"]
         )
         frac = pt.bm_blast_fraction
-        blasts_bm = frac / (1.0 - frac) * normal_bm
+        # a packed marrow holds at most its capacity: extreme fractions are capped there
+        blasts_bm = min(frac / (1.0 - frac) * normal_bm, max(0.95 * self.c_max - normal_bm, 0.0))
         occupancy = blasts_bm + normal_bm
         f_init = max(space_factor(occupancy, self.c_max, p["crowding_exponent"]), 0.05)
         self.h_set = self.myeloid.w[Stage.HSPC] * self.f0 / f_init

@@ -154,3 +154,36 @@ def test_dry_run_validates_and_writes_nothing(tmp_path):
     r = cart_sim("run", STD, "--dry-run", "--out", str(out))
     assert r.returncode == 0 and "valid" in r.stdout
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["cohort", "compare"])
+def test_dry_run_of_cohort_and_compare(tmp_path, command):
+    args = [STD] if command == "cohort" else [STD, str(SCENARIOS / "cll1_cd16_icar.yaml")]
+    r = cart_sim(command, *args, "--dry-run", "--out", str(tmp_path / "x"))
+    assert r.returncode == 0 and "valid" in r.stdout, r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+BAD_OTHER = [
+    ("cohort-zero-patients", ["cohort", STD, "-n", "0"], "Invalid value"),
+    ("cohort-bad-override", ["cohort", STD, "--set", "product.dose_cells_per_kg=-1"], "a dose in CAR+ cells/kg > 0"),
+    ("cohort-missing-file", ["cohort", "nope.yaml"], "expected an existing file"),
+    ("compare-one-arm", ["compare", STD], "at least two scenario files"),
+    ("compare-same-arm-twice", ["compare", STD, STD], "distinct names"),
+    (
+        "compare-bad-override",
+        ["compare", STD, str(SCENARIOS / "cll1_cd16_icar.yaml"), "--set", "horizon_days=-3"],
+        "horizon_days",
+    ),
+    ("compare-missing-arm", ["compare", STD, "missing.yaml"], "expected an existing file"),
+    ("validate-missing-folder", ["validate", "--scenarios", "no/such/dir"], "a folder of scenario YAML files"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_OTHER, ids=[c[0] for c in BAD_OTHER])
+def test_bad_input_of_other_commands(tmp_path, case):
+    _, args, needle = case
+    r = cart_sim(*args, "--out", str(tmp_path / "o"))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and needle in r.stderr
+    assert not (tmp_path / "o").exists()
