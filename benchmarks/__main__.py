@@ -1,15 +1,26 @@
-"""Time one 28-day patient at the default resolution and report agent-updates per second.
+"""Benchmarks of the cart-sim core, each a ratio or rate measured in this run.
 
 Usage: ``python -m benchmarks [--quick] [--scenario PATH] [--repeats N]``. Prints a table
-and writes ``benchmarks/out/patient.json``. Compilation happens in a warm-up run that is
-not timed; the reported time is the minimum over repeats (machines here are noisy).
+and writes ``benchmarks/out/*.json``:
+
+* ``patient.json``: one 28-day patient at the default resolution after compilation
+  (minimum over repeats), agent-updates per second, time per step phase;
+* ``cohort.json``: cohort throughput with 1 and 2 workers and the parallel efficiency
+  t1 / (2 t2) on the same patients;
+* ``memory.json``: peak resident memory of one patient (separate process) across doses
+  and leukemic burdens at a fixed resolution;
+* ``startup.json``: wall time of ``cart-sim run`` with a warm numba cache and a cold one.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,6 +64,54 @@ def time_patient(scenario_path: Path, repeats: int) -> dict:
     }
 
 
+def cohort_efficiency(scenario_path: Path, n: int) -> dict:
+    from sim.cohort import run_cohort
+
+    sc = load_scenario(scenario_path)
+    times = {}
+    for workers in (1, 2):
+        tic = time.perf_counter()
+        run_cohort(sc, n, workers)
+        times[workers] = time.perf_counter() - tic
+    return {
+        "n_patients": n,
+        "seconds_1_worker": times[1],
+        "seconds_2_workers": times[2],
+        "patients_per_s_1": n / times[1],
+        "patients_per_s_2": n / times[2],
+        "cohort_parallel_efficiency": times[1] / (2 * times[2]),
+    }
+
+
+MEM_SNIPPET = (
+    "import resource, sys; from sim.scenario import load_scenario; from sim.model import Simulation; "
+    "Simulation(load_scenario(sys.argv[1], sys.argv[2:])).run(); "
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+)
+
+
+def peak_memory(scenario_path: Path) -> dict:
+    rows = []
+    for dose in (1e4, 1e6, 1e9):
+        for frac in (0.001, 0.3, 0.9):
+            sets = [f"product.dose_cells_per_kg={dose}", f"patient.bm_blast_fraction={frac}", "horizon_days=28"]
+            out = subprocess.run([sys.executable, "-c", MEM_SNIPPET, str(scenario_path), *sets], capture_output=True, text=True)
+            rows.append({"dose_cells_per_kg": dose, "bm_blast_fraction": frac, "peak_mem_mb": float(out.stdout.split()[-1])})
+    mems = [r["peak_mem_mb"] for r in rows]
+    return {"runs": rows, "peak_mem_mb": max(mems), "peak_mem_spread_mb": max(mems) - min(mems)}
+
+
+def startup(scenario_path: Path) -> dict:
+    cmd = [sys.executable, "-m", "sim.cli", "run", str(scenario_path), "--set", "horizon_days=1", "--out"]
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, env in (("cold_cache_s", {"NUMBA_CACHE_DIR": str(Path(tmp) / "cache")}), ("warm_cache_s", {})):
+            tic = time.perf_counter()
+            subprocess.run([*cmd, str(Path(tmp) / label)], env={**os.environ, **env}, capture_output=True, check=True)
+            res[label] = time.perf_counter() - tic
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
@@ -71,6 +130,18 @@ def main() -> None:
     out = ROOT / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "patient.json").write_text(json.dumps(res, indent=2) + "\n")
+    coh = cohort_efficiency(args.scenario, 8 if args.quick else 40)
+    mem = peak_memory(args.scenario)
+    start = startup(args.scenario)
+    for name, data in (("cohort", coh), ("memory", mem), ("startup", start)):
+        (out / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(f"{'cohort_parallel_efficiency':<28}{coh['cohort_parallel_efficiency']:>14.2f}")
+    print(f"{'patients_per_s (1 / 2 wk)':<28}{coh['patients_per_s_1']:>7.2f} /{coh['patients_per_s_2']:>5.2f}")
+    print(f"{'peak_mem_mb':<28}{mem['peak_mem_mb']:>14.0f}")
+    print(f"{'peak_mem_spread_mb':<28}{mem['peak_mem_spread_mb']:>14.1f}  (doses 1e4-1e9/kg, blasts 0.1%-90%)")
+    print(f"{'cli_start_warm_cache_s':<28}{start['warm_cache_s']:>14.2f}")
+    print(f"{'cli_start_cold_cache_s':<28}{start['cold_cache_s']:>14.2f}")
+    print(f"{'speedup_vs_mesa_reference':<28}{'n/a':>14}  (the pure-Mesa reference is not written yet)")
 
 
 if __name__ == "__main__":

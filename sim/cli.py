@@ -24,7 +24,7 @@ app = typer.Typer(
     help="Agent-based simulator of CAR T-cell therapy in AML. Start with: cart-sim run scenarios/cll1_standard.yaml",
 )
 err_console = Console(stderr=True)
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # wide tables when piped
 
 SetOption = Annotated[
     list[str] | None,
@@ -263,28 +263,21 @@ def validate(
     validation.json and validation.png. Exit code 0 whether or not metrics agree, unless
     --strict.
     """
-    from sim.cohort import default_workers, run_cohort
+    from sim.cohort import default_workers
     from sim.io import check_output_dir, save_figure, write_json
-    from sim.scenario import load_scenario
-    from sim.validate import arm_scenarios, clinical_targets, compare, reported_metrics, summary_counts, validation_figure
+    from sim.validate import arm_scenarios, reported_arms, run_validation, summary_counts, validation_figure
 
     out_dir = check_output_dir(out)
     if not scenarios.is_dir():
         raise UserError("--scenarios", "", str(scenarios), "a folder of scenario YAML files")
-    arms = arm_scenarios(scenarios)
     workers = workers or default_workers()
-    records = []
+    missing = [k for k in reported_arms() if k not in arm_scenarios(scenarios)]
+    if missing:
+        raise UserError(str(scenarios), ".".join(missing[0]), None, "a scenario whose trial section names this arm")
     with err_console.status("simulating the reported arms") as status:
-        for study in clinical_targets()["studies"]:
-            for arm in study["arms"]:
-                if arm.get("patients") is None:
-                    continue
-                key = (study["id"], str(arm["id"]))
-                if key not in arms:
-                    raise UserError(str(scenarios), f"{key[0]}.{key[1]}", None, "a scenario whose trial section names this arm")
-                status.update(f"simulating {key[0]}/{key[1]} ({n_patients} patients)")
-                patients = run_cohort(load_scenario(arms[key]), n_patients, workers).patients
-                records += [compare(*key, m, c, arm["patients"], patients) for m, c in reported_metrics(arm)]
+        records = run_validation(
+            scenarios, n_patients, workers, on_arm=lambda s, a: status.update(f"simulating {s}/{a} ({n_patients} patients)")
+        )
     _print_validation(records)
     counts = summary_counts(records)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -343,12 +336,10 @@ def params() -> None:
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # returns the code of typer.Exit (e.g. --strict)
     except UserError as e:
         err_console.print(f"[red]error[/red]: {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         sys.exit(130)
@@ -357,6 +348,8 @@ def main() -> None:
             err_console.print(f"[red]error[/red]: {e.format_message()}", highlight=False, soft_wrap=True)
             sys.exit(e.exit_code)
         raise
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The patient's clinical state, updated once per step by the observer phase.
 
 * **CRS**: a latent inflammation index relaxes (time constant ``inflammation_tau_h``)
-  toward ``IL-6 / il6_ref + IFN-gamma / ifng_ref`` in blood, IL-6 counted at 10% while
-  tocilizumab blocks its receptor. Grades 1-4 are the index crossing
+  toward ``IL-6 / il6_ref + IFN-gamma / ifng_ref`` in blood, IL-6 reduced by
+  ``tocilizumab_il6_block`` while tocilizumab blocks its receptor. Grades 1-4 are the index crossing
   ``CRS_THRESHOLDS[0..3]`` (fever, hypotension, one vasopressor, several); grade 5 (death)
   is the index above ``CRS_THRESHOLDS[4]`` for 12 hours.
 * **ICANS**: a neurotoxicity index relaxes (twice slower) toward
@@ -113,7 +113,7 @@ class Clinic:
 
     def _grades(self, t_day: float, dt_h: float) -> None:
         s, p, cyt = self.state, self.p, self.sim.cyt
-        il6 = cyt[PB, IL6] * (0.1 if s.toci_active(t_day) else 1.0)
+        il6 = cyt[PB, IL6] * (1.0 - p["tocilizumab_il6_block"] if s.toci_active(t_day) else 1.0)
         drive = il6 / p["il6_ref_pg_per_ml"] + cyt[PB, IFNG] / p["ifng_ref_pg_per_ml"]
         rate = 1.0 / p["inflammation_tau_h"]
         s.inflammation = drive + (s.inflammation - drive) * math.exp(-rate * dt_h)

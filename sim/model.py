@@ -577,7 +577,7 @@ class Simulation:
             p["il6_baseline_pg_per_ml"],
             p["il18_baseline_pg_per_ml"],
             p["il6_max_pg_per_ml"],
-            p["macrophage_activation_per_h"],
+            p["macrophage_activation_per_h"] * self.patient.inflammatory_reactivity,
             p["macrophage_ifng_half_sat_pg_per_ml"],
             p["macrophage_decay_per_h"],
             p["il18_macrophage_fold"],

@@ -176,7 +176,12 @@ class MeanField:
                 e = max(0.0, C[c, IL18] - p["il18_baseline_pg_per_ml"])
                 gain += p["il18_boost_max"] * e / (e + p["il18_half_sat_pg_per_ml"])
             dC[c, IFNG] += p["ifng_pg_per_engagement"] * sigma[c] * t_kill[c] * gain / v_ml - kf * C[c, IFNG]
-            drive = p["macrophage_activation_per_h"] * hill(C[c, IFNG], p["macrophage_ifng_half_sat_pg_per_ml"], 3.0) * gain
+            drive = (
+                p["macrophage_activation_per_h"]
+                * sim.patient.inflammatory_reactivity
+                * hill(C[c, IFNG], p["macrophage_ifng_half_sat_pg_per_ml"], 3.0)
+                * gain
+            )
             dC[c, MAC] += drive * (1 - C[c, MAC]) - p["macrophage_decay_per_h"] * C[c, MAC]
             dC[c, IL6] += k6 * (p["il6_baseline_pg_per_ml"] + p["il6_max_pg_per_ml"] * C[c, MAC] * mono - C[c, IL6])
             target18 = p["il18_baseline_pg_per_ml"] * (1 + (p["il18_macrophage_fold"] - 1) * C[c, MAC])

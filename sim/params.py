@@ -168,6 +168,9 @@ PARAMETERS: dict[str, Param] = {
         50.0, "pg/mL", "calibrated: IL-6 that gives fever (peak IL-6 by grade not found)", "L", (10.0, 200.0), low=1e-3
     ),
     "ifng_ref_pg_per_ml": Param(100.0, "pg/mL", "calibrated", "L", (20.0, 500.0), low=1e-3),
+    "tocilizumab_il6_block": Param(
+        0.5, "fraction", "assumed: IL-6 receptor blockade halves IL-6 signalling in the CRS index", "L", (0.2, 0.95), high=1.0
+    ),
     "inflammation_tau_h": Param(6.0, "h", "assumed lag of fever/hypotension behind cytokines", "L", (1.0, 24.0), low=0.1),
     "icans_ref_pg_per_ml": Param(300.0, "pg/mL", "calibrated IFN-gamma scale of neurotoxicity", "L", (50.0, 2000.0), low=1e-3),
     # --- allogeneic products, HSCT ---------------------------------------------------

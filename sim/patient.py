@@ -51,6 +51,7 @@ class VirtualPatient:
     blast_doubling_days: float
     anc_baseline_1e9_per_l: float
     product_fitness: float
+    inflammatory_reactivity: float
     has_emd: bool
     emd_blasts: float
     prior_hsct: bool
@@ -96,6 +97,7 @@ def sample_patient(scenario: Scenario, index: int, atlas: Atlas | None = None) -
         blast_doubling_days=draw(pop.blast_doubling_days, g("doubling")),
         anc_baseline_1e9_per_l=draw(pop.anc_baseline_1e9_per_l, g("anc")),
         product_fitness=draw(pop.product_fitness, g("fitness")),
+        inflammatory_reactivity=draw(pop.inflammatory_reactivity, g("reactivity")),
         has_emd=has_emd,
         emd_blasts=draw(pop.emd_blasts, g("emd_blasts")) if has_emd else 0.0,
         prior_hsct=bool(g("prior_hsct").random() < pop.prior_hsct_probability),

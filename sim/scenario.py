@@ -117,6 +117,9 @@ class Patient(_Strict):
     blast_doubling_days: Dist = Dist(dist="lognormal", median=14, sd_log=0.4, low=5, high=60)
     anc_baseline_1e9_per_l: Dist = Dist(dist="lognormal", median=1.0, sd_log=0.8, low=0.05, high=10)
     product_fitness: Dist = Dist(dist="lognormal", median=1.0, sd_log=0.5, low=0.05, high=20)
+    # assumed: patient-level variability of the myeloid inflammatory response (Hay 2017: baseline
+    # inflammation and endothelial activation predict severe CRS); multiplies macrophage activation
+    inflammatory_reactivity: Dist = Dist(dist="lognormal", median=1.0, sd_log=0.7, low=0.05, high=20)
     emd_probability: float = Field(0.0, ge=0, le=1)
     prior_hsct_probability: float = Field(0.0, ge=0, le=1)
     emd_blasts: Dist = Dist(dist="lognormal", median=1e9, sd_log=1.0, low=1e6, high=1e11)
@@ -132,7 +135,7 @@ class Patient(_Strict):
     def _blasts(cls, d: Dist) -> Dist:
         return _dist_in(d, 0.0, 0.99, "a fraction")
 
-    @field_validator("blast_doubling_days", "anc_baseline_1e9_per_l", "product_fitness", "emd_blasts")
+    @field_validator("blast_doubling_days", "anc_baseline_1e9_per_l", "product_fitness", "inflammatory_reactivity", "emd_blasts")
     @classmethod
     def _positive(cls, d: Dist) -> Dist:
         return _dist_in(d, 0.0, math.inf, "a value", strict_low=True)

@@ -117,6 +117,11 @@ def compare(study: str, arm: str, metric: str, reported: int, n: int, patients: 
     return Record(study, arm, metric, n, reported, m, k / m, float(dist.mean()), (lo, hi), float(dist.pmf(reported)), verdict)
 
 
+def reported_arms() -> list[tuple[str, str]]:
+    """(study, arm) of every arm with a reported patient count."""
+    return [(s["id"], str(a["id"])) for s in clinical_targets()["studies"] for a in s["arms"] if a.get("patients") is not None]
+
+
 def arm_scenarios(scenario_dir: Path) -> dict[tuple[str, str], Path]:
     """Scenario files by (study, arm) from their ``trial`` sections."""
     out = {}
@@ -125,6 +130,35 @@ def arm_scenarios(scenario_dir: Path) -> dict[tuple[str, str], Path]:
         if isinstance(trial, dict) and "study" in trial:
             out[(trial["study"], str(trial["arm"]))] = f
     return out
+
+
+def run_validation(scenario_dir: Path, n_sim: int, workers: int, on_arm=None) -> list[Record]:
+    """Simulate every reported arm of the calibration set and compare each reported count.
+
+    Args:
+        scenario_dir: Folder with one scenario per arm (``trial`` sections).
+        n_sim: Virtual patients per arm.
+        workers: Worker processes.
+        on_arm: Called with (study, arm) before each arm is simulated.
+
+    Raises:
+        KeyError: (study, arm) of a reported arm that has no scenario.
+    """
+    from sim.cohort import run_cohort
+    from sim.scenario import load_scenario
+
+    arms = arm_scenarios(scenario_dir)
+    records = []
+    for study in clinical_targets()["studies"]:
+        for arm in study["arms"]:
+            if arm.get("patients") is None:
+                continue
+            key = (study["id"], str(arm["id"]))
+            if on_arm:
+                on_arm(*key)
+            patients = run_cohort(load_scenario(arms[key]), n_sim, workers).patients
+            records += [compare(*key, m, c, arm["patients"], patients) for m, c in reported_metrics(arm)]
+    return records
 
 
 def records_to_frame(records: list[Record]) -> pd.DataFrame:
