@@ -107,6 +107,13 @@ BAD_RUN_CASES = [
     ("param-out-of-domain", None, ["--set", "params.icar_imax=1.5"], "params.icar_imax = 1.5"),
     ("bad-override-syntax", None, ["--set", "product.dose_cells_per_kg"], "dotted.path=value"),
     ("directory-as-scenario", "DIR", [], "not a directory"),
+    ("unknown-patient-key", None, ["--set", "patient.wieght_kg=70"], "did you mean 'weight_kg'"),
+    ("unknown-antigen-override", None, ["--set", "patient.antigens={CD999: {aml_positive_fraction: 1}}"], "patient.antigens"),
+    ("dist-missing-field", None, ["--set", "patient.weight_kg={dist: lognormal, median: 70}"], "needs sd_log"),
+    ("loguniform-nonpositive", None, ["--set", "product.dose_cells_per_kg={dist: loguniform, low: 0, high: 1e6}"], "low > 0"),
+    ("fraction-above-one", None, ["--set", "patient.emd_probability=1.5"], "patient.emd_probability = 1.5"),
+    ("trial-wrong-type", None, ["--set", "trial=yes"], "trial"),
+    ("record-shorter-than-step", None, ["--set", "dt_hours=2", "--set", "outputs.record_every_hours=1"], "at least dt_hours"),
 ]
 
 
@@ -177,6 +184,10 @@ BAD_OTHER = [
     ),
     ("compare-missing-arm", ["compare", STD, "missing.yaml"], "expected an existing file"),
     ("validate-missing-folder", ["validate", "--scenarios", "no/such/dir"], "a folder of scenario YAML files"),
+    ("cohort-n-not-a-number", ["cohort", STD, "-n", "many"], "Invalid value"),
+    ("compare-n-zero", ["compare", STD, str(SCENARIOS / "cll1_cd16_icar.yaml"), "-n", "0"], "Invalid value"),
+    ("run-negative-patient", ["run", STD, "--patient", "-1"], "Invalid value"),
+    ("cohort-unknown-option", ["cohort", STD, "--wrokers", "2"], "No such option"),
 ]
 
 
@@ -187,3 +198,13 @@ def test_bad_input_of_other_commands(tmp_path, case):
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and needle in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["cohort", "compare"])
+def test_output_folder_that_is_a_file_for_cohort_and_compare(tmp_path, command):
+    f = tmp_path / "file"
+    f.write_text("x")
+    args = [STD] if command == "cohort" else [STD, str(SCENARIOS / "cll1_cd16_icar.yaml")]
+    r = cart_sim(command, *args, "--out", str(f))
+    assert r.returncode == 2 and "this is a file" in r.stderr and "Traceback" not in r.stderr
+    assert f.read_text() == "x"
