@@ -32,9 +32,9 @@ from sim.antigens import Stage, default_atlas
 from sim.clinical import Clinic
 from sim.core.blasts import nb_grow_blasts
 from sim.core.car_t import EFFECTOR, MEMORY, nb_update_car_t
-from sim.core.common import BM, EMD, N_COMP, PB, activation, space_factor
+from sim.core.common import BM, EMD, N_COMP, PB, space_factor
 from sim.core.cytokines import IFNG, IL6, IL18, MAC, nb_il18_boost, nb_update_cytokines
-from sim.core.engage import nb_blast_activation, nb_engage_targets, nb_record_load
+from sim.core.engage import nb_engage_targets, nb_record_load, nb_target_activation
 from sim.core.frames import Frame
 from sim.core.hematopoiesis import N_STAGES, nb_step_hematopoiesis
 from sim.core.observe import nb_observe_agents
@@ -253,16 +253,7 @@ class Simulation:
         self.armor_fg = p["il18_armor_fg_per_cell_h"] if prod.armoring == "IL-18" else 0.0
         self.competence = np.array([p["competence_memory"], 1.0, p["competence_exhausted"]])
         # activation of each lineage class (constant densities from the atlas)
-        dens = self.atlas.stage_density_matrix()
-        self.my_a_kill = np.zeros(N_STAGES)
-        self.my_a_stim = np.zeros(N_STAGES)
-        for s in range(N_STAGES):
-            d1 = dens[self.car1, s]
-            d2 = dens[self.car2, s] if self.car2 >= 0 else 0.0
-            di = dens[self.icar, s] if self.icar >= 0 else 0.0
-            args = (p["hill_n"], self.imax, self.k_inh, p["icar_hill_m"])
-            self.my_a_kill[s] = activation(d1, d2, self.logic, di, self.k_kill, *args)
-            self.my_a_stim[s] = activation(d1, d2, self.logic, di, self.k_cyt, *args)
+        self.my_a_kill, self.my_a_stim = self.activations(self.atlas.stage_density_matrix(), N_STAGES)
         mem = prod.memory_fraction
         if prod.manufacturing == "dasatinib":
             mem = 1.0 - 0.5 * (1.0 - mem)  # assumed: dasatinib halves the differentiated share
@@ -309,6 +300,22 @@ class Simulation:
             return 0.0
         end = ld.start_day + ld.days
         return 1.0 if t_day < end else math.exp(-(t_day - end) / self.p["ld_signal_decay_days"])
+
+    def car_t_constants(self) -> tuple[float, ...]:
+        """The fixed rate arguments of ``car_t_rates`` (r_max ... k_exh), shared with the oracle."""
+        p = self.p
+        return (
+            p["car_t_max_division_per_h"],
+            p["car_t_division_cap_per_h"],
+            p["homeostatic_division_per_h"],
+            p["memory_death_per_h"],
+            p["effector_death_per_h"],
+            p["exhausted_death_per_h"],
+            p["aicd_per_engagement"],
+            p["differentiation_per_h"],
+            p["memory_reversion_fraction"],
+            self.k_exh,
+        )
 
     def t_cell_space(self, car_t_cells: float) -> float:
         """Room left for CAR T division: max(0, 1 - T / K_T)."""
@@ -394,24 +401,8 @@ class Simulation:
     def _phase_engage(self) -> None:
         self._seed("engage")
         bl = self.blasts
-        a_kill, a_stim = np.empty(bl.n), np.empty(bl.n)
+        a_kill, a_stim = self.activations(bl.x, bl.n)
         p = self.p
-        nb_blast_activation(
-            bl.x,
-            bl.n,
-            self.car1,
-            self.car2,
-            self.logic,
-            self.icar,
-            self.k_kill,
-            self.k_cyt,
-            p["hill_n"],
-            self.imax,
-            self.k_inh,
-            p["icar_hill_m"],
-            a_kill,
-            a_stim,
-        )
         ct, my = self.car_t, self.myeloid
         nb_engage_targets(
             self.dt,
@@ -444,6 +435,16 @@ class Simulation:
         self.killed_total_myeloid += self.kills_myeloid
         self.killed_total_blasts += self.kills_blast.sum()
 
+    def activations(self, x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Killing and cytokine-level activation of targets with densities ``x[antigen, target]``."""
+        a_kill, a_stim = np.empty(n), np.empty(n)
+        p = self.p
+        nb_target_activation(
+            x, n, self.car1, self.car2, self.logic, self.icar, self.k_kill, self.k_cyt, p["hill_n"], self.imax, self.k_inh,
+            p["icar_hill_m"], a_kill, a_stim,
+        )  # fmt: skip
+        return a_kill, a_stim
+
     @property
     def damp(self) -> float:
         """Steroid damping of CAR T proliferation, killing and cytokine production."""
@@ -473,16 +474,7 @@ class Simulation:
             self.rejection_per_h(self.t_day),
             p["stim_memory_h"],
             p["stim_half_sat_per_h"],
-            p["car_t_max_division_per_h"],
-            p["car_t_division_cap_per_h"],
-            p["homeostatic_division_per_h"],
-            p["memory_death_per_h"],
-            p["effector_death_per_h"],
-            p["exhausted_death_per_h"],
-            p["aicd_per_engagement"],
-            p["differentiation_per_h"],
-            p["memory_reversion_fraction"],
-            self.k_exh,
+            *self.car_t_constants(),
         )
 
     def occupancy(self) -> float:

@@ -4,7 +4,7 @@ Every agent rule is a per-cell hazard, so the expected agent state follows these
 (up to the first-order operator splitting of the step). Blasts are tracked per initial
 density class (one class per initial agent, antigen noise must be 0), the lineage per
 stage, CAR T per compartment and phenotype. Rate formulas are the same numba helpers the
-kernels use (``activation``, ``engagement_rate``, ``space_factor``, ``car_t_rates``).
+kernels use (``activation`` through ``Simulation.activations``, ``engagement_rate``, ``space_factor``, ``car_t_rates``).
 
 Interventions switch discontinuously on grades, so compare with interventions off.
 """
@@ -18,7 +18,7 @@ from scipy.integrate import solve_ivp
 
 from sim.antigens import Stage
 from sim.core.car_t import EFFECTOR, MEMORY, car_t_rates
-from sim.core.common import BM, EMD, N_COMP, PB, activation, engagement_rate, hill, space_factor
+from sim.core.common import BM, EMD, N_COMP, PB, engagement_rate, hill, space_factor
 from sim.core.cytokines import IFNG, IL6, IL18, MAC
 from sim.core.hematopoiesis import N_STAGES
 from sim.model import Simulation, stage_compartments
@@ -35,20 +35,11 @@ class MeanField:
         if sim.p["antigen_noise_sd"] != 0.0:
             raise ValueError("the oracle tracks fixed density classes: set params.antigen_noise_sd = 0")
         self.sim = sim
-        p = sim.p
         bl = sim.blasts
         self.nb = bl.n
         self.bl_comp0 = bl.comp[: bl.n].copy()
         self.bl_w0 = bl.w[: bl.n].copy()
-        a_kill, a_stim = np.zeros(bl.n), np.zeros(bl.n)
-        for j in range(bl.n):
-            x = bl.x[:, j]
-            d2 = x[sim.car2] if sim.car2 >= 0 else 0.0
-            di = x[sim.icar] if sim.icar >= 0 else 0.0
-            args = (p["hill_n"], sim.imax, sim.k_inh, p["icar_hill_m"])
-            a_kill[j] = activation(x[sim.car1], d2, sim.logic, di, sim.k_kill, *args)
-            a_stim[j] = activation(x[sim.car1], d2, sim.logic, di, sim.k_cyt, *args)
-        self.a_kill, self.a_stim = a_kill, a_stim
+        self.a_kill, self.a_stim = sim.activations(bl.x, bl.n)
         self.my_comp = stage_compartments()
         # layout of the state vector
         self.i_t = 0  # T[c, k]: 9
@@ -115,16 +106,7 @@ class MeanField:
                     p["ld_expansion_floor"],
                     space,
                     1.0,
-                    p["car_t_max_division_per_h"],
-                    p["car_t_division_cap_per_h"],
-                    p["homeostatic_division_per_h"],
-                    p["memory_death_per_h"],
-                    p["effector_death_per_h"],
-                    p["exhausted_death_per_h"],
-                    p["aicd_per_engagement"],
-                    p["differentiation_per_h"],
-                    p["memory_reversion_fraction"],
-                    sim.k_exh,
+                    *sim.car_t_constants(),
                 )
                 flux = T[c, k]
                 dT[c, k] += (div - death - sim.rejection_per_h(t_day) - to_m - to_e - to_x) * flux

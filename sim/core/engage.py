@@ -17,8 +17,11 @@ from sim.core.common import N_COMP, activation, binom, engagement_rate, prob
 
 
 @njit(cache=True)
-def nb_blast_activation(bl_x, n_bl, car1, car2, logic, icar, k_kill, k_cyt, hill_n, imax, k_inh, m, a_kill, a_stim):
-    """Fill ``a_kill``/``a_stim`` (killing and cytokine-level activation) for each blast agent."""
+def nb_target_activation(bl_x, n_bl, car1, car2, logic, icar, k_kill, k_cyt, hill_n, imax, k_inh, m, a_kill, a_stim):
+    """Fill ``a_kill``/``a_stim`` (killing and cytokine-level activation) for targets ``0..n-1``.
+
+    ``x[antigen, target]`` holds densities: blast agents, or the atlas stage matrix.
+    """
     for j in range(n_bl):
         d1 = bl_x[car1, j]
         d2 = bl_x[car2, j] if car2 >= 0 else 0.0
