@@ -28,7 +28,7 @@ listed as ``not modelled``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -159,11 +159,6 @@ def run_validation(scenario_dir: Path, n_sim: int, workers: int, on_arm=None) ->
             patients = run_cohort(load_scenario(arms[key]), n_sim, workers).patients
             records += [compare(*key, m, c, arm["patients"], patients) for m, c in reported_metrics(arm)]
     return records
-
-
-def records_to_frame(records: list[Record]) -> pd.DataFrame:
-    """Records as a table."""
-    return pd.DataFrame([asdict(r) for r in records])
 
 
 def summary_counts(records: list[Record]) -> dict:

@@ -64,8 +64,3 @@ class Frame:
     def total(self) -> float:
         """Total weight (real cells)."""
         return float(self.w[: self.n].sum())
-
-    def snapshot(self) -> dict[str, np.ndarray]:
-        """Copies of the live arrays (for checks and tests)."""
-        n = self.n
-        return {"w": self.w[:n].copy(), "comp": self.comp[:n].copy(), "cls": self.cls[:n].copy(), "x": self.x[:, :n].copy()}
