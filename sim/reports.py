@@ -127,7 +127,7 @@ def icar_report(n: int, n_grid: int, workers: int) -> str:
     lines = [
         "# Inhibitory CARs (NOT gate) against the standard CLL1 CAR",
         "",
-        f"Regenerate: `python -m sim.reports icar -n {n}` (cart-sim {__version__}, {dt.date.today().isoformat()}). The same "
+        f"Regenerate: `python -m sim.reports icar -n {n} --grid-n {n_grid}` (cart-sim {__version__}, {dt.date.today().isoformat()}). The same "
         f"{n} virtual patients in every arm (common random numbers), 28 days. The command-line equivalent of the main "
         "table is `cart-sim compare scenarios/cll1_standard.yaml scenarios/cll1_cd16_icar.yaml scenarios/cll1_cd15_icar.yaml "
         f"-n {n}`.",
@@ -251,6 +251,7 @@ def main() -> None:
     ap.add_argument("report", choices=["il1rap", "icar", "validation"])
     ap.add_argument("-n", type=int, default=300)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--grid-n", type=int, default=None, help="icar: patients per sensitivity-grid point (default n/5)")
     args = ap.parse_args()
     workers = args.workers or default_workers()
     (ROOT / "results").mkdir(exist_ok=True)
@@ -258,7 +259,7 @@ def main() -> None:
         text = il1rap_forecast(args.n, workers)
         (ROOT / "results" / "IL1RAP_FORECAST.md").write_text(text)
     elif args.report == "icar":
-        text = icar_report(args.n, max(args.n // 5, 20), workers)
+        text = icar_report(args.n, args.grid_n or max(args.n // 5, 20), workers)
         (ROOT / "results" / "ICAR.md").write_text(text)
     else:
         path = ROOT / "results" / "VALIDATION.md"
