@@ -128,7 +128,8 @@ def icar_report(n: int, n_grid: int, workers: int) -> str:
         "# Inhibitory CARs (NOT gate) against the standard CLL1 CAR",
         "",
         f"Regenerate: `python -m sim.reports icar -n {n} --grid-n {n_grid}` "
-        f"(cart-sim {__version__}, {dt.date.today().isoformat()}). The same {n} virtual patients in every arm (common random numbers), 28 days. The command-line equivalent of the main "
+        f"(cart-sim {__version__}, {dt.date.today().isoformat()}). The same {n} virtual patients in every arm "
+        "(common random numbers), 28 days. The command-line equivalent of the main "
         "table is `cart-sim compare scenarios/cll1_standard.yaml scenarios/cll1_cd16_icar.yaml scenarios/cll1_cd15_icar.yaml "
         f"-n {n}`.",
         "",
