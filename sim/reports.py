@@ -96,6 +96,25 @@ IMAX_GRID = (0.5, 0.9, 0.99)
 KINH_GRID = (1e3, 1e4, 1e5)
 
 
+ICAR_KEYS = (
+    ("cr_cri_mlfs", "marrow remission"),
+    ("cr_cri", "CR + CRi"),
+    ("mrd_negative_cr", "MRD-negative CR/CRi"),
+    ("crs_grade_ge3", "CRS >= 3"),
+    ("icans_grade_ge3", "ICANS >= 3"),
+    ("neutropenia_grade4", "grade-4 neutropenia"),
+    ("infection_bacterial_day28", "bacterial infection by d28"),
+    ("infection_fungal_day28", "fungal infection by d28"),
+    ("infection_viral_day28", "viral infection by d28"),
+    ("relapse", "relapse in horizon"),
+    ("relapse_target_negative", "CLL1-negative relapse"),
+    ("relapse_icar_protected", "iCAR-protected relapse"),
+    ("median_anc_nadir_1e9_per_l", "median ANC nadir (1e9/L)"),
+    ("median_days_anc_below_0_5", "median days ANC < 0.5"),
+    ("median_days_anc_below_0_1", "median days ANC < 0.1"),
+)
+
+
 def icar_report(n: int, n_grid: int, workers: int) -> str:
     """Markdown of the iCAR comparison plus the I_max x threshold grid; saves figures."""
     from sim.compare import figures, run_comparison
@@ -107,23 +126,12 @@ def icar_report(n: int, n_grid: int, workers: int) -> str:
     fig_dir.mkdir(parents=True, exist_ok=True)
     for name, fig in figures(comp).items():
         save_figure(fig_dir / f"icar_{name}", fig)
-    keys = [
-        ("cr_cri_mlfs", "marrow remission"),
-        ("cr_cri", "CR + CRi"),
-        ("mrd_negative_cr", "MRD-negative CR/CRi"),
-        ("crs_grade_ge3", "CRS >= 3"),
-        ("icans_grade_ge3", "ICANS >= 3"),
-        ("neutropenia_grade4", "grade-4 neutropenia"),
-        ("infection_bacterial_day28", "bacterial infection by d28"),
-        ("infection_fungal_day28", "fungal infection by d28"),
-        ("infection_viral_day28", "viral infection by d28"),
-        ("relapse", "relapse in horizon"),
-        ("relapse_target_negative", "CLL1-negative relapse"),
-        ("relapse_icar_protected", "iCAR-protected relapse"),
-        ("median_anc_nadir_1e9_per_l", "median ANC nadir (1e9/L)"),
-        ("median_days_anc_below_0_5", "median days ANC < 0.5"),
-        ("median_days_anc_below_0_1", "median days ANC < 0.1"),
-    ]
+    return render_icar(comp.to_json(), n_grid, _icar_grid(arms[0], arms[1], n_grid, workers))
+
+
+def render_icar(data: dict, n_grid: int, grid_lines: list[str]) -> str:
+    """Markdown of ``compare.json`` content (as ``cart-sim compare`` writes it) plus the grid."""
+    names, n = data["arms"], data["n_patients"]
     lines = [
         "# Inhibitory CARs (NOT gate) against the standard CLL1 CAR",
         "",
@@ -133,13 +141,13 @@ def icar_report(n: int, n_grid: int, workers: int) -> str:
         "table is `cart-sim compare scenarios/cll1_standard.yaml scenarios/cll1_cd16_icar.yaml scenarios/cll1_cd15_icar.yaml "
         f"-n {n}`.",
         "",
-        "| outcome | " + " | ".join(comp.names) + " |",
-        "|---|" + "---|" * len(comp.names),
+        "| outcome | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
     ]
-    for key, label in keys:
+    for key, label in ICAR_KEYS:
         cells = []
-        for k, name in enumerate(comp.names):
-            v = comp.tables[name][key]
+        for k, name in enumerate(names):
+            v = data["tables"][name][key]
             if "rate" in v:
                 cell = f"{100 * v['rate']:.0f}% ({100 * v['ci95'][0]:.0f}-{100 * v['ci95'][1]:.0f})"
                 scale = 100
@@ -147,7 +155,7 @@ def icar_report(n: int, n_grid: int, workers: int) -> str:
                 cell = f"{v['median']:.3g} ({v['ci95'][0]:.3g}-{v['ci95'][1]:.3g})"
                 scale = 1
             if k:
-                d = comp.differences[name][key]
+                d = data["paired_differences_vs_first"][name][key]
                 cell += f"; diff {d['difference'] * scale:+.2g} ({d['ci95'][0] * scale:+.2g} to {d['ci95'][1] * scale:+.2g})"
             cells.append(cell)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -156,16 +164,16 @@ def icar_report(n: int, n_grid: int, workers: int) -> str:
         "Rates: Wilson 95% intervals; medians: bootstrap 95% intervals; differences against the standard arm: mean "
         "paired difference (percentage points for rates, days or 1e9/L for the rest) with a paired bootstrap 95% interval.",
         "",
-        comp.conclusion,
+        data["conclusion"],
         "",
         "Median cells killed per patient by stage (on-target, off-tumor):",
         "",
-        "| stage | " + " | ".join(comp.names) + " |",
-        "|---|" + "---|" * len(comp.names),
+        "| stage | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
     ]
-    killed = comp.to_json()["myeloid_killed_median"]
-    for stage in killed[comp.names[0]]:
-        lines.append(f"| {stage} | " + " | ".join(f"{killed[nm][stage]:.2g}" for nm in comp.names) + " |")
+    killed = data["myeloid_killed_median"]
+    for stage in killed[names[0]]:
+        lines.append(f"| {stage} | " + " | ".join(f"{killed[nm][stage]:.2g}" for nm in names) + " |")
     lines += [
         "",
         "![ANC](figures/icar_anc.png)",
@@ -175,8 +183,7 @@ def icar_report(n: int, n_grid: int, workers: int) -> str:
         "![kinetics](figures/icar_kinetics.png)",
         "",
     ]
-    lines += _icar_grid(arms[0], arms[1], n_grid, workers)
-    return "\n".join(lines) + "\n\n" + ICAR_DRIVERS
+    return "\n".join(lines + grid_lines) + "\n\n" + ICAR_DRIVERS
 
 
 def _icar_grid(std, cd16, n: int, workers: int) -> list[str]:
