@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -41,11 +40,12 @@ def _load(scenario: Path, overrides: list[str] | None, seed: int | None):
     return load_scenario(scenario, extra)
 
 
-def publish(staging: Path, out: Path) -> None:
-    """Move finished files from ``staging`` into ``out`` (atomic renames, same filesystem)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for f in staging.iterdir():
-        f.replace(out / f.name)
+def _progress():
+    """A progress bar on stderr: done / total, elapsed and remaining time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=err_console)
 
 
 @app.command()
@@ -85,18 +85,13 @@ def run(
 
 
 def _write_run(result, sim, out_dir: Path) -> None:
-    from sim.io import save_figure, write_json, write_parquet
+    from sim.io import save_figure, staged_outputs, write_json, write_parquet
     from sim.plots import patient_figure
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_outputs(out_dir) as staging:
         write_parquet(staging / "timeseries.parquet", result.timeseries)
         write_json(staging / "summary.json", result.summary)
         save_figure(staging / "patient.png", patient_figure(result.timeseries, result.summary, sim.volume_l[1]))
-        publish(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 @app.command()
@@ -138,27 +133,21 @@ def cohort(
 
 
 def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from sim.cohort import run_cohort
-    from sim.io import save_figure, write_json, write_parquet
+    from sim.io import save_figure, staged_outputs, write_json, write_parquet
     from sim.plots import cohort_figure
 
     chunk_dir = out_dir / "chunks"
     chunk_dir.mkdir(parents=True, exist_ok=True)
     write_json(chunk_dir / "spec.json", {"hash": key, "scenario": sc.name, "n": n})
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console) as bar:
+    with _progress() as bar:
         task = bar.add_task(f"{sc.name}: patients", total=n)
         result = run_cohort(sc, n, workers, chunk_dir, progress=lambda k: bar.update(task, completed=k))
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir))
-    try:
+    with staged_outputs(out_dir) as staging:
         write_parquet(staging / "patients.parquet", result.patients)
         write_json(staging / "summary.json", result.summary)
         save_figure(staging / "cohort.png", cohort_figure(result, f"{sc.name}: {n} virtual patients"))
-        publish(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(chunk_dir, ignore_errors=True)
     _print_cohort(result.summary)
     console.print(f"wrote {out_dir}/patients.parquet, summary.json, cohort.png")
@@ -189,11 +178,9 @@ def compare(
     Every arm runs on patients 0..N-1 of the first arm's seed (common random numbers).
     --set applies to every arm.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from sim.cohort import default_workers
     from sim.compare import figures, paired_scenarios, run_comparison
-    from sim.io import check_output_dir, save_figure, write_json
+    from sim.io import check_output_dir, save_figure, staged_outputs, write_json
 
     if len(scenarios) < 2:
         raise UserError("compare", "SCENARIOS", [str(s) for s in scenarios], "at least two scenario files")
@@ -207,18 +194,13 @@ def compare(
     if dry_run:
         console.print(f"[green]valid[/green]: {len(arms)} arms x {n} patients on {workers} workers -> {out_dir}/")
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console) as bar:
+    with _progress() as bar:
         task = bar.add_task("patients (all arms)", total=n * len(arms))
         comp = run_comparison(arms, n, workers, progress=lambda k: bar.update(task, completed=k))
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
-    try:
+    with staged_outputs(out_dir) as staging:
         write_json(staging / "compare.json", comp.to_json())
         for name, fig in figures(comp).items():
             save_figure(staging / name, fig)
-        publish(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     _print_comparison(comp)
     console.print(comp.conclusion)
     console.print(f"wrote {out_dir}/compare.json, anc.png, kinetics.png, lineage.png")

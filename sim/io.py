@@ -51,6 +51,28 @@ def _jsonable(o):
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+@contextmanager
+def staged_outputs(out: Path):
+    """Yield a staging folder beside ``out``; on success move its files into ``out``.
+
+    Files are renamed one by one on the same filesystem, so a crash leaves either the
+    old file or the finished one, never a partial file; the staging folder is always
+    removed.
+    """
+    import shutil
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield staging
+        out.mkdir(parents=True, exist_ok=True)
+        for f in staging.iterdir():
+            f.replace(out / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def check_output_dir(out: str | Path, option: str = "--out") -> Path:
     """Validate an output folder without creating it; errors are :class:`UserError`.
 

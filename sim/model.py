@@ -32,7 +32,7 @@ from sim.antigens import Stage, default_atlas
 from sim.clinical import Clinic
 from sim.core.blasts import nb_grow_blasts
 from sim.core.car_t import EFFECTOR, MEMORY, nb_update_car_t
-from sim.core.common import BM, EMD, N_COMP, PB, space_factor
+from sim.core.common import BM, EMD, N_COMP, PB, seed_step, space_factor
 from sim.core.cytokines import IFNG, IL6, IL18, MAC, nb_il18_boost, nb_update_cytokines
 from sim.core.engage import nb_engage_targets, nb_record_load, nb_target_activation
 from sim.core.frames import Frame
@@ -387,8 +387,6 @@ class Simulation:
         return Result(self.scenario, self.patient, ts, summarize(self, ts))
 
     def _seed(self, stream: str) -> None:
-        from sim.core.common import seed_step
-
         seed_step(self.stream_seeds[stream], self.step_index)
 
     def _phase_resample(self) -> None:

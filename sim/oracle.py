@@ -19,7 +19,7 @@ from scipy.integrate import solve_ivp
 from sim.antigens import Stage
 from sim.core.car_t import EFFECTOR, MEMORY, car_t_rates
 from sim.core.common import BM, EMD, N_COMP, PB, engagement_rate, hill, space_factor
-from sim.core.cytokines import IFNG, IL6, IL18, MAC
+from sim.core.cytokines import IFNG, IL6, IL18, MAC, il18_boost
 from sim.core.hematopoiesis import N_STAGES
 from sim.model import Simulation, stage_compartments
 
@@ -155,8 +155,7 @@ class MeanField:
             v_ml = sim.volume_l[c] * 1e3
             gain = 1.0
             if sim.armor_fg > 0:
-                e = max(0.0, C[c, IL18] - p["il18_baseline_pg_per_ml"])
-                gain += p["il18_boost_max"] * e / (e + p["il18_half_sat_pg_per_ml"])
+                gain = il18_boost(C[c, IL18], p["il18_baseline_pg_per_ml"], p["il18_half_sat_pg_per_ml"], p["il18_boost_max"])
             dC[c, IFNG] += p["ifng_pg_per_engagement"] * sigma[c] * t_kill[c] * gain / v_ml - kf * C[c, IFNG]
             drive = (
                 p["macrophage_activation_per_h"]

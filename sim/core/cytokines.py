@@ -114,10 +114,7 @@ def _cytokine_substep(
         if not present[c]:
             continue
         v_ml = volume_l[c] * 1e3
-        il18_gain = 1.0
-        if armor_fg > 0.0:
-            il18_excess = max(0.0, cyt[c, IL18] - il18_base)
-            il18_gain += il18_boost_max * il18_excess / (il18_excess + il18_half_sat)
+        il18_gain = il18_boost(cyt[c, IL18], il18_base, il18_half_sat, il18_boost_max) if armor_fg > 0.0 else 1.0
         ifn_prod = p_ifn * sigma[c] * t_engaged[c] * il18_gain * damp / v_ml
         cyt[c, IFNG] = relax(cyt[c, IFNG], ifn_prod / k_ifn, k_ifn, dt)
         drive = k_act * hill(cyt[c, IFNG], k_mac, 3.0) * il18_gain * damp
@@ -144,8 +141,14 @@ def _cytokine_substep(
 
 
 @njit(cache=True)
+def il18_boost(il18, il18_base, il18_half_sat, il18_boost_max):
+    """Boost ``1 + b * excess / (excess + K)`` from IL-18 above baseline (armored products)."""
+    e = max(0.0, il18 - il18_base)
+    return 1.0 + il18_boost_max * e / (e + il18_half_sat)
+
+
+@njit(cache=True)
 def nb_il18_boost(cyt, il18_base, il18_half_sat, il18_boost_max, out):
-    """Proliferation boost ``1 + b * excess / (excess + K)`` from IL-18 above baseline."""
+    """Fill ``out[c]`` with the IL-18 proliferation boost of each compartment."""
     for c in range(out.shape[0]):
-        e = max(0.0, cyt[c, IL18] - il18_base)
-        out[c] = 1.0 + il18_boost_max * e / (e + il18_half_sat)
+        out[c] = il18_boost(cyt[c, IL18], il18_base, il18_half_sat, il18_boost_max)
