@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sim.errors import UserError
 
@@ -297,6 +298,97 @@ def _print_validation(records) -> None:
     console.print(table)
 
 
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(help="Dask scheduler address (tcp://host:8786): run on that cluster instead of local processes"),
+]
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="Sweep spec YAML, e.g. scenarios/sweeps/cll1_window.yaml")],
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: all CPUs)")] = None,
+    scheduler: SchedulerOption = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default results/<sweep name>)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate every point and simulate nothing")] = False,
+) -> None:
+    """Run a parameter sweep: points.parquet, and heatmaps (2-D grid) or sobol.csv/sobol.png (sobol).
+
+    Every point runs the same virtual patients (common random numbers). Each finished
+    point is kept under OUT/points/; rerunning the same command skips finished points.
+    """
+    from sim.cohort import default_workers
+    from sim.io import check_output_dir
+    from sim.sweep import Sweep
+
+    sw = Sweep(spec)
+    out_dir = check_output_dir(out or Path("results") / sw.spec.name)
+    workers = workers or default_workers()
+    where = f"Dask scheduler {scheduler}" if scheduler else f"{workers} local workers"
+    n_runs = len(sw.points) * sw.spec.n_patients
+    if dry_run:
+        console.print(
+            f"[green]valid[/green]: {sw.spec.design} sweep of {len(sw.points)} points x {sw.spec.n_patients} patients"
+            f" ({n_runs} patient runs) on {where} -> {out_dir}/"
+        )
+        return
+    _run_sweep(sw, out_dir, workers, scheduler)
+
+
+def _run_sweep(sw, out_dir: Path, workers: int, scheduler: str | None) -> None:
+    from sim.io import save_figure, staged_outputs, write_parquet
+    from sim.plots import sobol_figure, sweep_heatmap
+    from sim.sweep import grid_axes, run_sweep, sobol_indices
+
+    with _progress() as bar:
+        task = bar.add_task(f"{sw.spec.name}: points", total=len(sw.points))
+        table = run_sweep(sw, out_dir / "points", workers, scheduler, progress=lambda k: bar.update(task, completed=k))
+    written, indices = ["points.parquet"], None
+    with staged_outputs(out_dir) as staging:
+        write_parquet(staging / "points.parquet", table)
+        if sw.spec.design == "sobol":
+            indices = sobol_indices(sw, table)
+            indices.to_csv(staging / "sobol.csv", index=False, float_format="%.4g")
+            save_figure(staging / "sobol.png", sobol_figure(indices, f"{sw.spec.name}: Sobol indices"))
+            written += ["sobol.csv", "sobol.png"]
+        if axes := grid_axes(sw):
+            for m in sw.spec.metrics:
+                title = f"{sw.spec.name}: {m} ({sw.spec.n_patients} patients per point)"
+                save_figure(staging / f"heatmap_{m}.png", sweep_heatmap(table, *axes, m, sw.spec.window, title))
+                written.append(f"heatmap_{m}.png")
+    _print_sweep(sw, table, indices)
+    console.print(f"wrote {out_dir}/" + ", ".join(written))
+
+
+def _print_sweep(sw, table, indices) -> None:
+    from rich.table import Table
+
+    if indices is not None and len(indices):
+        t = Table(title="Sobol indices (95% bootstrap intervals)")
+        for col in ("metric", "parameter", "first order S1", "total ST"):
+            t.add_column(col)
+        for _, r in indices.sort_values(["metric", "ST"], ascending=[True, False]).iterrows():
+            t.add_row(
+                r.metric,
+                r.parameter,
+                f"{r.S1:.2f} ({r.S1_lo:.2f} to {r.S1_hi:.2f})",
+                f"{r.ST:.2f} ({r.ST_lo:.2f} to {r.ST_hi:.2f})",
+            )
+        console.print(t)
+        return
+    shown = table if len(table) <= 60 else table[table.get("in_window", False)] if "in_window" in table else table.head(60)
+    t = Table(title=f"{sw.spec.name}: {len(table)} points x {sw.spec.n_patients} patients (95% intervals)")
+    for col in [*sw.spec.parameters, *sw.spec.metrics] + (["in window"] if "in_window" in table else []):
+        t.add_column(col)
+    for _, r in shown.iterrows():
+        cells = [f"{r[p]:.3g}" if isinstance(r[p], float) else str(r[p]) for p in sw.spec.parameters]
+        cells += [f"{r[m]:.3g} ({r[m + '_lo']:.3g}-{r[m + '_hi']:.3g})" for m in sw.spec.metrics]
+        if "in_window" in table:
+            cells.append("yes" if r.in_window else "")
+        t.add_row(*cells)
+    console.print(t)
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of scenario files (for editors)."""
@@ -312,7 +404,7 @@ def params() -> None:
 
     for name, p in PARAMETERS.items():
         prior = f" prior {p.prior}" if p.prior else ""
-        console.print(f"{name} = {p.value:g} {p.unit} [{p.confidence}]{prior}: {p.source}", highlight=False)
+        console.print(escape(f"{name} = {p.value:g} {p.unit} [{p.confidence}]{prior}: {p.source}"), highlight=False)
 
 
 def main() -> None:
@@ -320,14 +412,14 @@ def main() -> None:
     try:
         rc = app(standalone_mode=False)  # returns the code of typer.Exit (e.g. --strict)
     except UserError as e:
-        err_console.print(f"[red]error[/red]: {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error[/red]: {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         sys.exit(130)
     except Exception as e:  # usage errors of the CLI parser carry their own exit code (2)
         if hasattr(e, "exit_code") and hasattr(e, "format_message"):
-            err_console.print(f"[red]error[/red]: {e.format_message()}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error[/red]: {escape(e.format_message())}", highlight=False, soft_wrap=True)
             sys.exit(e.exit_code)
         raise
     if isinstance(rc, int) and rc:

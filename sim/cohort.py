@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from sim.parallel import run_tasks
 from sim.scenario import Scenario
 
 #: Daily trajectories kept per patient for cohort figures.
@@ -163,7 +163,12 @@ def chunk_indices(n: int, workers: int) -> list[list[int]]:
 
 
 def run_cohort(
-    sc: Scenario, n: int, workers: int = 1, chunk_dir: Path | None = None, progress: Callable[[int], None] | None = None
+    sc: Scenario,
+    n: int,
+    workers: int = 1,
+    chunk_dir: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+    scheduler: str | None = None,
 ) -> CohortResult:
     """Simulate ``n`` virtual patients of ``sc``.
 
@@ -173,6 +178,7 @@ def run_cohort(
         workers: Worker processes (1 runs in this process).
         chunk_dir: Where finished chunks are kept (resume); ``None`` keeps nothing.
         progress: Called with the number of patients finished so far.
+        scheduler: A Dask scheduler address; the chunks then run on that cluster.
 
     Returns:
         The cohort, identical for any ``workers``.
@@ -203,18 +209,9 @@ def run_cohort(
         if progress:
             progress(finished)
 
-    todo = [k for k in range(len(chunks)) if k not in done]
     payload = sc.model_dump_json()
-    if workers <= 1:
-        for k in todo:
-            keep(k, run_chunk(payload, chunks[k]))
-    elif todo:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(run_chunk, payload, chunks[k]): k for k in todo}
-            for fut in as_completed(futures):
-                keep(futures[fut], fut.result())
+    todo = {k: (payload, chunks[k]) for k in range(len(chunks)) if k not in done}
+    run_tasks(run_chunk, todo, workers, scheduler, keep)
     rows = [r for k in range(len(chunks)) for r in done[k][0]]
     traj = np.concatenate([done[k][1] for k in range(len(chunks))])
     patients = patients_frame(rows)

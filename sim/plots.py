@@ -85,3 +85,66 @@ def cohort_figure(result, title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def sweep_heatmap(table, x: str, y: str, metric: str, window: dict, title: str):
+    """A metric over a 2-D grid, each cell annotated, the therapeutic window outlined.
+
+    Args:
+        table: ``points.parquet`` of a grid sweep.
+        x: Path varied along the x axis.
+        y: Path varied along the y axis.
+        metric: Column to colour by.
+        window: Metric -> :class:`sim.sweep.Bound`; cells where all hold get a thick outline.
+        title: Figure title.
+    """
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    xs, ys = list(dict.fromkeys(table[x])), list(dict.fromkeys(table[y]))
+    grid = np.full((len(ys), len(xs)), np.nan)
+    inside = np.zeros_like(grid, dtype=bool)
+    for _, row in table.iterrows():
+        i, j = ys.index(row[y]), xs.index(row[x])
+        grid[i, j] = row[metric]
+        inside[i, j] = bool(row.get("in_window", False))
+    fig, ax = plt.subplots(figsize=(1.3 * len(xs) + 3, 0.8 * len(ys) + 2.5))
+    im = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
+    fig.colorbar(im, ax=ax, label=metric)
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2g}", ha="center", va="center", color="w", fontsize=8)
+            if inside[i, j]:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
+    ax.set_xticks(range(len(xs)), [f"{v:.3g}" if isinstance(v, float) else str(v) for v in xs], rotation=30)
+    ax.set_yticks(range(len(ys)), [f"{v:.3g}" if isinstance(v, float) else str(v) for v in ys])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    rule = " and ".join(b.describe(m) for m, b in window.items())
+    ax.set_title(f"{title}\nred outline: therapeutic window ({rule})" if rule else title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def sobol_figure(indices, title: str):
+    """First-order and total Sobol indices with 95% intervals, one panel per metric."""
+    import numpy as np
+
+    metrics = list(dict.fromkeys(indices.metric))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 4), squeeze=False)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        d = indices[indices.metric == m]
+        k = np.arange(len(d))
+        for off, col, label in ((-0.2, "S1", "first order"), (0.2, "ST", "total")):
+            v = d[col].to_numpy()
+            err = np.vstack([v - d[f"{col}_lo"].to_numpy(), d[f"{col}_hi"].to_numpy() - v])
+            ax.bar(k + off, v, width=0.4, yerr=err, capsize=3, label=label)
+        ax.set_xticks(k, [p.removeprefix("params.") for p in d.parameter], rotation=45, ha="right")
+        ax.set_title(m)
+        ax.axhline(0, color="k", lw=0.5)
+    axes[0, 0].legend(fontsize=8)
+    axes[0, 0].set_ylabel("Sobol index (95% CI)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -381,22 +381,35 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+def related_paths(path: str, key_path: str) -> bool:
+    """Whether an error at ``key_path`` concerns the value set at ``path`` (one contains the other)."""
+    return key_path == path or key_path.startswith(path + ".") or path.startswith(key_path + ".")
+
+
+def set_path(data: dict, parts: list[str], value: Any, source: str = "--set") -> None:
+    """Set ``data[parts[0]][parts[1]]... = value`` in raw scenario data, creating sections.
+
+    Raises:
+        UserError: If a key on the way holds a value rather than a section.
+    """
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            node[part] = nxt = {}
+        elif not isinstance(nxt, dict):
+            raise UserError(source, ".".join(parts[: i + 1]), nxt, "a section with keys to set")
+        node = nxt
+    node[parts[-1]] = value
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Return a copy of raw scenario ``data`` with ``--set`` overrides applied."""
     import copy
 
     out = copy.deepcopy(data)
     for text in overrides:
-        parts, value = parse_override(text)
-        node = out
-        for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part) if isinstance(node, dict) else None
-            if nxt is None:
-                node[part] = nxt = {}
-            elif not isinstance(nxt, dict):
-                raise UserError("--set", ".".join(parts[: i + 1]), nxt, "a section with keys to set")
-            node = nxt
-        node[parts[-1]] = value
+        set_path(out, *parse_override(text))
     return out
 
 
@@ -458,8 +471,7 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
         except ValidationError as e:
             err = _first_error(e, str(path))
             touched = {".".join(parse_override(o)[0]) for o in overrides}
-            related = (err.key_path == t or err.key_path.startswith(t + ".") or t.startswith(err.key_path + ".") for t in touched)
-            if any(related):
+            if any(related_paths(t, err.key_path) for t in touched):
                 raise UserError(f"--set (on {path})", err.key_path, err.value, err.expected) from None
             raise err from None
     return validate(data, str(path))

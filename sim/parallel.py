@@ -1,0 +1,62 @@
+"""Where work runs: in this process, on a local process pool, or on a Dask cluster.
+
+Every caller hands over independent tasks whose results do not depend on where they ran
+(each task seeds its own streams), and receives each result as it finishes, so it can
+be kept at once (checkpoints) whatever the order of completion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+from sim.errors import UserError
+
+
+def run_tasks(
+    fn: Callable[..., Any],
+    tasks: dict[Hashable, tuple],
+    workers: int = 1,
+    scheduler: str | None = None,
+    on_result: Callable[[Hashable, Any], None] = lambda key, result: None,
+) -> None:
+    """Run ``fn(*args)`` for every ``key: args`` of ``tasks``; call ``on_result`` as each finishes.
+
+    Args:
+        fn: A module-level function (it is pickled to the workers).
+        tasks: Task key -> positional arguments.
+        workers: Local worker processes (1 runs in this process); ignored with ``scheduler``.
+        scheduler: Address of a Dask distributed scheduler (``tcp://host:8786``).
+        on_result: Called in this process with the key and the result of each task.
+    """
+    if not tasks:
+        return
+    if scheduler:
+        _run_dask(fn, tasks, scheduler, on_result)
+    elif workers <= 1:
+        for key, args in tasks.items():
+            on_result(key, fn(*args))
+    else:
+        import multiprocessing as mp
+
+        # spawn: numba and threads do not survive fork safely
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(fn, *args): key for key, args in tasks.items()}
+            for fut in as_completed(futures):
+                on_result(futures[fut], fut.result())
+
+
+def _run_dask(fn, tasks: dict, scheduler: str, on_result) -> None:
+    from distributed import Client
+    from distributed import as_completed as dask_completed
+
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as e:
+        expected = f"the address of a running Dask scheduler, e.g. tcp://host:8786 ({e})"
+        raise UserError("--scheduler", "", scheduler, expected) from None
+    with client:
+        futures = {client.submit(fn, *args, key=f"{fn.__name__}-{key}", pure=False): key for key, args in tasks.items()}
+        for fut in dask_completed(futures):
+            on_result(futures[fut], fut.result())
