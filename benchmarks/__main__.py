@@ -9,7 +9,12 @@ and writes ``benchmarks/out/*.json``:
   t1 / (2 t2) on the same patients;
 * ``memory.json``: peak resident memory of one patient (separate process) across doses
   and leukemic burdens at a fixed resolution;
-* ``startup.json``: wall time of ``cart-sim run`` with a warm numba cache and a cold one.
+* ``startup.json``: wall time of ``cart-sim run`` with a warm numba cache and a cold one;
+* ``reference.json``: the core against the pure-Mesa reference (``sim.reference``), the
+  same scenario and the same cells (core at weight 1), both on one core, several sizes;
+* ``scaling.json``: time per step against the resolution (agents per kind);
+* ``sweep.json``: a sweep on a local 2-worker Dask cluster against the local 2-process
+  pool, the same points (scheduling overhead).
 """
 
 from __future__ import annotations
@@ -85,18 +90,20 @@ def cohort_efficiency(scenario_path: Path, n: int) -> dict:
 
 MEM_SNIPPET = (
     "import resource, sys; from sim.scenario import load_scenario; from sim.model import Simulation; "
-    "Simulation(load_scenario(sys.argv[1], sys.argv[2:])).run(); "
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    "sim = Simulation(load_scenario(sys.argv[1], sys.argv[2:])); burden = sim.blasts.total(); sim.run(); "
+    "print(burden, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
 )
 
 
 def peak_memory(scenario_path: Path) -> dict:
+    """Peak RSS of one 28-day patient (own process) over doses 1e4-1e9/kg and burdens ~1e8-1e12 blasts."""
     rows = []
     for dose in (1e4, 1e6, 1e9):
-        for frac in (0.001, 0.3, 0.9):
+        for frac in (0.00015, 0.01, 0.9):
             sets = [f"product.dose_cells_per_kg={dose}", f"patient.bm_blast_fraction={frac}", "horizon_days=28"]
             out = subprocess.run([sys.executable, "-c", MEM_SNIPPET, str(scenario_path), *sets], capture_output=True, text=True)
-            rows.append({"dose_cells_per_kg": dose, "bm_blast_fraction": frac, "peak_mem_mb": float(out.stdout.split()[-1])})
+            burden, mem = (float(v) for v in out.stdout.split()[-2:])
+            rows.append({"dose_cells_per_kg": dose, "bm_blast_fraction": frac, "blast_burden_cells": burden, "peak_mem_mb": mem})
     mems = [r["peak_mem_mb"] for r in rows]
     return {"runs": rows, "peak_mem_mb": max(mems), "peak_mem_spread_mb": max(mems) - min(mems)}
 
@@ -110,6 +117,70 @@ def startup(scenario_path: Path) -> dict:
             subprocess.run([*cmd, str(Path(tmp) / label)], env={**os.environ, **env}, capture_output=True, check=True)
             res[label] = time.perf_counter() - tic
     return res
+
+
+def small_patient(scenario_path: Path, weight_kg: float, horizon_days: float):
+    """The scenario scaled to ``weight_kg`` (same concentrations, few cells), core agents at weight 1."""
+    sets = [f"patient.weight_kg={weight_kg}", "product.dose_cells_per_kg=1e8", f"horizon_days={horizon_days}"]
+    return load_scenario(scenario_path, [*sets, "resolution.car_t_agents=1000000", "resolution.blast_agents=1000000"])
+
+
+def reference_speedup(scenario_path: Path, weights_kg: tuple[float, ...], horizon_days: float) -> dict:
+    """Core vs pure-Mesa reference on the same patient and cells, one process each (one core)."""
+    from sim.reference import ReferenceModel
+
+    rows = []
+    for w in weights_kg:
+        sc = small_patient(scenario_path, w, horizon_days)
+        Simulation(sc).run()  # compiled before timing
+        tic = time.perf_counter()
+        Simulation(sc).run()
+        core_s = time.perf_counter() - tic
+        tic = time.perf_counter()
+        model = ReferenceModel(sc, rng=1)
+        cells0 = len(model.agents)
+        model.run()
+        ref_s = time.perf_counter() - tic
+        rows.append({"weight_kg": w, "cells_at_start": cells0, "cells_at_end": len(model.agents), "core_s": core_s,
+                     "reference_s": ref_s, "speedup": ref_s / core_s})  # fmt: skip
+    return {"horizon_days": horizon_days, "steps": Simulation(sc).n_steps, "sizes": rows,
+            "speedup_vs_mesa_reference": rows[-1]["speedup"]}  # fmt: skip
+
+
+def resolution_scaling(scenario_path: Path, resolutions: tuple[int, ...]) -> dict:
+    """Seconds per step and per agent-step of a 28-day patient against the resolution."""
+    rows = []
+    for r in resolutions:
+        sc = load_scenario(scenario_path, [f"resolution.car_t_agents={r}", f"resolution.blast_agents={r}"])
+        sim = Simulation(sc)
+        tic = time.perf_counter()
+        sim.run()
+        elapsed = time.perf_counter() - tic
+        agents = sim.car_t.n + sim.blasts.n + sim.myeloid.n
+        rows.append({"agents_per_kind": r, "agents_at_end": agents, "s_per_step": elapsed / sim.n_steps,
+                     "us_per_agent_step": 1e6 * elapsed / sim.n_steps / max(agents, 1)})  # fmt: skip
+    return {"runs": rows}
+
+
+def sweep_overhead(spec: Path) -> dict:
+    """The same sweep on the local 2-process pool and on a local 2-worker Dask cluster."""
+    from distributed import LocalCluster
+
+    from sim.sweep import Sweep, run_sweep
+
+    sw = Sweep(spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        tic = time.perf_counter()
+        run_sweep(sw, Path(tmp) / "pool", workers=2)
+        pool_s = time.perf_counter() - tic
+        tic = time.perf_counter()
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            start_s = time.perf_counter() - tic
+            tic = time.perf_counter()
+            run_sweep(sw, Path(tmp) / "dask", scheduler=cluster.scheduler_address)
+            dask_s = time.perf_counter() - tic
+    return {"points": len(sw.points), "patients_per_point": sw.spec.n_patients, "local_pool_s": pool_s,
+            "dask_s": dask_s, "dask_cluster_start_s": start_s, "dask_over_pool": dask_s / pool_s}  # fmt: skip
 
 
 def main() -> None:
@@ -141,7 +212,27 @@ def main() -> None:
     print(f"{'peak_mem_spread_mb':<28}{mem['peak_mem_spread_mb']:>14.1f}  (doses 1e4-1e9/kg, blasts 0.1%-90%)")
     print(f"{'cli_start_warm_cache_s':<28}{start['warm_cache_s']:>14.2f}")
     print(f"{'cli_start_cold_cache_s':<28}{start['cold_cache_s']:>14.2f}")
-    print(f"{'speedup_vs_mesa_reference':<28}{'n/a':>14}  (the pure-Mesa reference is not written yet)")
+    weights = (1e-7, 1e-6, 1e-5) if args.quick else (1e-7, 1e-6, 1e-5, 3e-5)
+    ref = reference_speedup(args.scenario, weights, 2.0 if args.quick else 10.0)
+    scal = resolution_scaling(args.scenario, (250, 500, 1000, 2000) if args.quick else (250, 500, 1000, 2000, 4000, 8000))
+    swp = sweep_overhead(ROOT / "benchmarks" / "sweep_overhead.yaml")
+    for name, data in (("reference", ref), ("scaling", scal), ("sweep", swp)):
+        (out / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    for r in ref["sizes"]:
+        print(
+            f"  reference {r['cells_at_start']:>7d} cells{r['reference_s']:>9.2f} s"
+            f" vs core{r['core_s']:>7.3f} s  x{r['speedup']:.0f}"
+        )
+    print(f"{'speedup_vs_mesa_reference':<28}{ref['speedup_vs_mesa_reference']:>14.0f}  (largest size above)")
+    for r in scal["runs"]:
+        print(
+            f"  resolution {r['agents_per_kind']:>6d}: {1e3 * r['s_per_step']:.3f} ms/step,"
+            f" {r['us_per_agent_step']:.3f} us/agent-step"
+        )
+    print(
+        f"{'sweep_dask_over_pool':<28}{swp['dask_over_pool']:>14.2f}"
+        f"  (cluster start {swp['dask_cluster_start_s']:.1f} s excluded)"
+    )
 
 
 if __name__ == "__main__":
