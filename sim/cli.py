@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from sim.errors import UserError
 
@@ -32,13 +33,32 @@ SetOption = Annotated[
 ]
 
 
-def _load(scenario: Path, overrides: list[str] | None, seed: int | None):
+ParamsOption = Annotated[
+    str | None,
+    typer.Option("--params", help="Parameter set: a calibrated.yaml path, or a name in results/calibration/ (e.g. calibrated)"),
+]
+
+
+def _param_set(name: str | None) -> dict[str, float] | None:
+    if name is None:
+        return None
+    from sim.calibrate import load_param_set
+
+    return load_param_set(name)
+
+
+def _load(scenario: Path, overrides: list[str] | None, seed: int | None, params: dict[str, float] | None = None):
     from sim.scenario import load_scenario
 
     extra = list(overrides or [])
     if seed is not None:
         extra.append(f"seed={seed}")
-    return load_scenario(scenario, extra)
+    sc = load_scenario(scenario, extra)
+    if params:
+        from sim.calibrate import with_param_set
+
+        sc = with_param_set(sc, params)
+    return sc
 
 
 def _progress():
@@ -58,11 +78,12 @@ def run(
     patient: Annotated[int, typer.Option(min=0, help="Index of the virtual patient in the population")] = 0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and print the resolved scenario")] = False,
     check: Annotated[bool, typer.Option("--check", help="Assert invariants after every step phase (slower)")] = False,
+    params: ParamsOption = None,
 ) -> None:
     """Simulate one virtual patient and write timeseries.parquet, summary.json and patient.png."""
     from sim.io import check_output_dir
 
-    sc = _load(scenario, overrides, seed)
+    sc = _load(scenario, overrides, seed, _param_set(params))
     out_dir = check_output_dir(out or Path("results") / sc.name)
     if dry_run:
         console.print_json(sc.model_dump_json())
@@ -104,6 +125,7 @@ def cohort(
     overrides: SetOption = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/<scenario name>-cohort)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and simulate nothing")] = False,
+    params: ParamsOption = None,
 ) -> None:
     """Simulate a virtual trial arm: writes patients.parquet, summary.json and cohort.png.
 
@@ -114,7 +136,7 @@ def cohort(
     from sim.cohort import default_workers, spec_hash
     from sim.io import check_output_dir
 
-    sc = _load(scenario, overrides, seed)
+    sc = _load(scenario, overrides, seed, _param_set(params))
     out_dir = check_output_dir(out or Path("results") / f"{sc.name}-cohort")
     workers = workers or default_workers()
     key = spec_hash(sc, n)
@@ -238,6 +260,7 @@ def validate(
     scenarios: Annotated[Path, typer.Option(help="Folder of scenarios with trial sections")] = Path("scenarios"),
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("results") / "validation",
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any metric falls outside its interval")] = False,
+    params: ParamsOption = None,
 ) -> None:
     """Compare every reported arm of clinical_targets.yaml with its simulated cohort.
 
@@ -251,6 +274,7 @@ def validate(
     from sim.validate import arm_scenarios, reported_arms, run_validation, summary_counts, validation_figure
 
     out_dir = check_output_dir(out)
+    param_set = _param_set(params)
     if not scenarios.is_dir():
         raise UserError("--scenarios", "", str(scenarios), "a folder of scenario YAML files")
     workers = workers or default_workers()
@@ -259,7 +283,11 @@ def validate(
         raise UserError(str(scenarios), ".".join(missing[0]), None, "a scenario whose trial section names this arm")
     with err_console.status("simulating the reported arms") as status:
         records = run_validation(
-            scenarios, n_patients, workers, on_arm=lambda s, a: status.update(f"simulating {s}/{a} ({n_patients} patients)")
+            scenarios,
+            n_patients,
+            workers,
+            on_arm=lambda s, a: status.update(f"simulating {s}/{a} ({n_patients} patients)"),
+            params=param_set,
         )
     _print_validation(records)
     counts = summary_counts(records)
@@ -387,6 +415,43 @@ def _print_sweep(sw, table, indices) -> None:
             cells.append("yes" if r.in_window else "")
         t.add_row(*cells)
     console.print(t)
+
+
+@app.command()
+def calibrate(
+    spec: Annotated[Path | None, typer.Argument(help="Calibration spec (default scenarios/calibration/trials.yaml)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Recover a known parameter from synthetic data (a few minutes)")] = False,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: all CPUs)")] = None,
+    scheduler: SchedulerOption = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default results/calibration[-quick])")] = None,
+) -> None:
+    """Fit low-confidence parameters by ABC-SMC (pyabc): posterior.parquet, corner.png, calibrated.yaml.
+
+    The fit checkpoints every generation in OUT/abc.db: rerunning the same command after an
+    interruption continues from there. Load the result with --params OUT/calibrated.yaml.
+    """
+    from sim.calibrate import run_calibration
+    from sim.cohort import default_workers
+    from sim.io import check_output_dir
+
+    if spec is None:
+        spec = Path("scenarios") / "calibration" / ("quick.yaml" if quick else "trials.yaml")
+    out_dir = check_output_dir(out or Path("results") / ("calibration-quick" if quick else "calibration"))
+    workers = workers or default_workers()
+    with err_console.status(f"ABC-SMC on {spec} (every generation is kept in {out_dir}/abc.db)"):
+        record = run_calibration(spec, out_dir, workers, scheduler, log=lambda line: err_console.print(line))
+    table = Table(
+        title=f"{record['name']}: posterior after {record['generations']} generations, {record['simulations']} simulations"
+    )
+    for col in ("parameter", "median", "95% credible interval", "prior"):
+        table.add_column(col)
+    for name, s in record["posterior"].items():
+        table.add_row(
+            name, f"{s['median']:.4g}", f"{s['ci95'][0]:.4g} - {s['ci95'][1]:.4g}", f"{s['prior'][0]:.3g} - {s['prior'][1]:.3g}"
+        )
+    console.print(table)
+    console.print(f"data: {record['data']}; acceptance thresholds {[round(e, 3) for e in record['acceptance_thresholds']]}")
+    console.print(f"wrote {out_dir}/posterior.parquet, corner.png, calibrated.yaml (use: --params {out_dir}/calibrated.yaml)")
 
 
 @app.command()

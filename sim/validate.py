@@ -132,7 +132,7 @@ def arm_scenarios(scenario_dir: Path) -> dict[tuple[str, str], Path]:
     return out
 
 
-def run_validation(scenario_dir: Path, n_sim: int, workers: int, on_arm=None) -> list[Record]:
+def run_validation(scenario_dir: Path, n_sim: int, workers: int, on_arm=None, params: dict | None = None) -> list[Record]:
     """Simulate every reported arm of the calibration set and compare each reported count.
 
     Args:
@@ -140,10 +140,12 @@ def run_validation(scenario_dir: Path, n_sim: int, workers: int, on_arm=None) ->
         n_sim: Virtual patients per arm.
         workers: Worker processes.
         on_arm: Called with (study, arm) before each arm is simulated.
+        params: A parameter set (``--params``) under every arm's own ``params``.
 
     Raises:
         KeyError: (study, arm) of a reported arm that has no scenario.
     """
+    from sim.calibrate import with_param_set
     from sim.cohort import run_cohort
     from sim.scenario import load_scenario
 
@@ -156,7 +158,7 @@ def run_validation(scenario_dir: Path, n_sim: int, workers: int, on_arm=None) ->
             key = (study["id"], str(arm["id"]))
             if on_arm:
                 on_arm(*key)
-            patients = run_cohort(load_scenario(arms[key]), n_sim, workers).patients
+            patients = run_cohort(with_param_set(load_scenario(arms[key]), params), n_sim, workers).patients
             records += [compare(*key, m, c, arm["patients"], patients) for m, c in reported_metrics(arm)]
     return records
 
