@@ -1,11 +1,13 @@
 """The antigen atlas: antigen densities on AML blasts and on each myeloid stage.
 
-The atlas is package data (``sim/data/antigens.yaml``); patient sampling and the
-myeloid lineage read their antigens from it, so a new target is a new entry there.
+The atlas is package data (``sim/data/antigens.yaml``); patient sampling, the myeloid
+lineage and fratricide read their antigens from it, so a new target is a new entry
+there. ``CART_SIM_ATLAS=/path/to/atlas.yaml`` makes every command use another atlas file.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
+from sim.errors import UserError
 
 
 class Stage(IntEnum):
@@ -54,8 +58,12 @@ class AntigenInfo:
     between_patient_log_sd: float
     within_patient_log_sd: float
     negative_fraction: float
+    lsc_median: float
+    t_cell: float
     stages: dict[str, float]
     source: str
+    confidence: dict[str, str]
+    priors: dict[str, tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,10 @@ class Atlas:
         """Column of antigen ``name``."""
         return self.names.index(name)
 
+    def t_cell_densities(self) -> np.ndarray:
+        """Density of every antigen on T cells (fratricide)."""
+        return np.array([a.t_cell for a in self.antigens])
+
     def stage_density_matrix(self) -> np.ndarray:
         """Density of every antigen on every lineage class, shape (antigens, classes)."""
         out = np.zeros((len(self.antigens), len(Stage)))
@@ -82,8 +94,25 @@ class Atlas:
         return out
 
 
+#: Fields every atlas entry must give.
+REQUIRED = (
+    "aml_positive_fraction",
+    "blast_median",
+    "between_patient_log_sd",
+    "within_patient_log_sd",
+    "negative_fraction",
+    "lsc_median",
+    "t_cell",
+    "stages",
+    "source",
+)
+
+#: Environment variable naming an atlas file to use instead of the bundled one.
+ATLAS_ENV = "CART_SIM_ATLAS"
+
+
 def _default_path() -> Path:
-    return Path(str(resources.files("sim") / "data" / "antigens.yaml"))
+    return Path(os.environ.get(ATLAS_ENV) or str(resources.files("sim") / "data" / "antigens.yaml"))
 
 
 def load_atlas(path: str | Path | None = None) -> Atlas:
@@ -95,13 +124,14 @@ def load_atlas(path: str | Path | None = None) -> Atlas:
     Returns:
         The parsed atlas.
     """
-    raw = yaml.safe_load(Path(path or _default_path()).read_text())
+    path = Path(path or _default_path())
+    raw = yaml.safe_load(path.read_text())
     stage_keys = set(raw["stage_order"])
     entries = []
     for name, e in raw["antigens"].items():
-        missing = stage_keys - set(e["stages"])
+        missing = [k for k in REQUIRED if k not in e] or sorted(stage_keys - set(e.get("stages") or {}))
         if missing:
-            raise ValueError(f"antigen atlas: {name}.stages lacks {sorted(missing)}")
+            raise UserError(str(path), f"antigens.{name}", None, f"the atlas fields {missing} (see the file header)")
         entries.append(
             AntigenInfo(
                 name=name,
@@ -110,14 +140,22 @@ def load_atlas(path: str | Path | None = None) -> Atlas:
                 between_patient_log_sd=float(e["between_patient_log_sd"]),
                 within_patient_log_sd=float(e["within_patient_log_sd"]),
                 negative_fraction=float(e["negative_fraction"]),
+                lsc_median=float(e["lsc_median"]),
+                t_cell=float(e["t_cell"]),
                 stages={k: float(v) for k, v in e["stages"].items()},
                 source=str(e["source"]).strip(),
+                confidence=dict(e.get("confidence") or {}),
+                priors={k: (float(v[0]), float(v[1])) for k, v in (e.get("priors") or {}).items()},
             )
         )
     return Atlas(tuple(entries))
 
 
-@lru_cache(maxsize=1)
 def default_atlas() -> Atlas:
-    """The bundled atlas (read once)."""
-    return load_atlas()
+    """The atlas in use: ``$CART_SIM_ATLAS`` if set, else the bundled one (read once per file)."""
+    return _cached_atlas(str(_default_path()))
+
+
+@lru_cache(maxsize=4)
+def _cached_atlas(path: str) -> Atlas:
+    return load_atlas(path)

@@ -418,6 +418,55 @@ def _print_sweep(sw, table, indices) -> None:
 
 
 @app.command()
+def screen(
+    spec: Annotated[Path, typer.Argument(help="Screen spec YAML, e.g. scenarios/sweeps/target_screen.yaml")],
+    n: Annotated[
+        int | None, typer.Option("-n", "--n-patients", min=2, help="Virtual patients per design (default: the spec's)")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all CPUs)")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default results/<screen name>)")] = None,
+) -> None:
+    """Rank targets or designs on the same virtual patients: screen.csv, screen.png and a printed ranking.
+
+    Finished chunks of every design are kept under OUT/designs/, so an interrupted screen
+    resumes when the same command is run again.
+    """
+    from sim.cohort import default_workers, run_cohort
+    from sim.io import check_output_dir, save_figure, staged_outputs
+    from sim.screen import Screen, rank, screen_figure
+
+    sc = Screen(spec)
+    if n is not None:
+        sc.spec.n_patients = n
+    out_dir = check_output_dir(out or Path("results") / sc.spec.name)
+    workers = workers or default_workers()
+    cohorts = {}
+    with _progress() as bar:
+        task = bar.add_task(f"{sc.spec.name}: patients (all designs)", total=sc.spec.n_patients * len(sc.scenarios))
+        for k, (name, scenario) in enumerate(sc.scenarios.items()):
+            base = k * sc.spec.n_patients
+            chunks = out_dir / "designs" / f"{name}-n{sc.spec.n_patients}"
+            result = run_cohort(
+                scenario, sc.spec.n_patients, workers, chunks, progress=lambda i, b=base: bar.update(task, completed=b + i)
+            )
+            cohorts[name] = result.patients
+    table = rank(sc, cohorts)
+    with staged_outputs(out_dir) as staging:
+        table.to_csv(staging / "screen.csv", index=False, float_format="%.4g")
+        save_figure(staging / "screen.png", screen_figure(table, sc.spec))
+    t = Table(title=f"{sc.spec.name}: ranked by therapeutic index ({sc.spec.n_patients} patients per design, 95% CI)")
+    for col in ("rank", "design", f"efficacy ({sc.spec.efficacy})", *(x.metric for x in sc.spec.toxicities), "TI"):
+        t.add_column(col)
+    for _, r in table.iterrows():
+        cells = [str(r["rank"]), r.design, f"{r.efficacy:.2f} ({r.efficacy_lo:.2f}-{r.efficacy_hi:.2f})"]
+        cells += [f"{r[x.metric]:.3g} ({r[x.metric + '_lo']:.3g}-{r[x.metric + '_hi']:.3g})" for x in sc.spec.toxicities]
+        cells.append(f"{r.therapeutic_index:+.2f} ({r.therapeutic_index_lo:+.2f} to {r.therapeutic_index_hi:+.2f})")
+        t.add_row(*cells)
+    console.print(t)
+    console.print(f"wrote {out_dir}/screen.csv, screen.png")
+
+
+@app.command()
 def calibrate(
     spec: Annotated[Path | None, typer.Argument(help="Calibration spec (default scenarios/calibration/trials.yaml)")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Recover a known parameter from synthetic data (a few minutes)")] = False,

@@ -117,6 +117,10 @@ CONTINUOUS = (
     "bm_blast_percent_day28",
     "os_days",
     "lfs_days",
+    "hspc_loss_fraction",
+    "car_t_day28_cells_per_ul_blood",
+    "blasts_total_day28",
+    "blasts_target_negative_day28",
 )
 
 

@@ -49,11 +49,13 @@ def paired_scenarios(scenarios: list[Scenario]) -> list[Scenario]:
     return [s.model_copy(update={"seed": seed}) for s in scenarios]
 
 
-def _bootstrap_indices(n: int, seed: int) -> np.ndarray:
+def bootstrap_indices(n: int, seed: int) -> np.ndarray:
+    """Resampled patient indices, shape (BOOTSTRAP, n), the same for every arm (paired)."""
     return np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
 
 
-def _ci(values: np.ndarray) -> list[float]:
+def ci95(values: np.ndarray) -> list[float]:
+    """Central 95% interval of bootstrap replicates."""
     return [float(np.nanpercentile(values, 2.5)), float(np.nanpercentile(values, 97.5))]
 
 
@@ -64,7 +66,7 @@ def arm_table(patients: pd.DataFrame, idx: np.ndarray) -> dict:
         out[name] = wilson(int(rule(patients).sum()), len(patients))
     for col in MEDIANS:
         x = patients[col].to_numpy(float)
-        out[f"median_{col}"] = {"median": float(np.median(x)), "ci95": _ci(np.median(x[idx], axis=1))}
+        out[f"median_{col}"] = {"median": float(np.median(x)), "ci95": ci95(np.median(x[idx], axis=1))}
     return out
 
 
@@ -73,13 +75,13 @@ def paired_differences(base: pd.DataFrame, other: pd.DataFrame, idx: np.ndarray)
     out = {}
     for name, rule in RATES.items():
         a, b = rule(base).to_numpy(float), rule(other).to_numpy(float)
-        out[name] = {"difference": float(b.mean() - a.mean()), "ci95": _ci(b[idx].mean(axis=1) - a[idx].mean(axis=1))}
+        out[name] = {"difference": float(b.mean() - a.mean()), "ci95": ci95(b[idx].mean(axis=1) - a[idx].mean(axis=1))}
     for col in MEDIANS:
         diff = other[col].to_numpy(float) - base[col].to_numpy(float)  # per patient: paired
         out[f"median_{col}"] = {
             "difference": float(diff.mean()),
             "median_paired_difference": float(np.median(diff)),
-            "ci95": _ci(diff[idx].mean(axis=1)),
+            "ci95": ci95(diff[idx].mean(axis=1)),
         }
     return out
 
@@ -116,7 +118,7 @@ def run_comparison(scenarios: list[Scenario], n: int, workers: int = 1, progress
     for k, sc in enumerate(arms):
         cb = (lambda done, k=k: progress(k * n + done)) if progress else None
         cohorts.append(run_cohort(sc, n, workers, progress=cb))
-    idx = _bootstrap_indices(n, arms[0].seed)
+    idx = bootstrap_indices(n, arms[0].seed)
     names = [s.name for s in arms]
     tables = {name: arm_table(c.patients, idx) for name, c in zip(names, cohorts, strict=True)}
     diffs = {

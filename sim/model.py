@@ -213,11 +213,15 @@ class Simulation:
             return
         names = self.atlas.names
         dens = np.zeros((len(names) + 1, n_agents + len(names)))  # last row: divisions pending
+        # the first agents of the main clone are the LSC-like share, with the LSC densities
+        n_lsc = int(np.ceil(self.p["lsc_fraction_of_blasts"] * n_agents))
         for k, name in enumerate(names):
             a = self.patient.antigens[name]
             if a.positive:
                 z = rng.generator(self.scenario.seed, self.index, f"blast.init.{where}.{name}").standard_normal(dens.shape[1])
                 dens[k] = a.blast_median * np.exp(a.within_log_sd * z)
+                if a.lsc_median != a.blast_median:
+                    dens[k, :n_lsc] = a.lsc_median * np.exp(a.within_log_sd * z[:n_lsc])
         remaining = total
         for k, name in enumerate(names):
             a = self.patient.antigens[name]
@@ -247,6 +251,7 @@ class Simulation:
             self.imax = prod.icar.imax if prod.icar.imax is not None else p["icar_imax"]
             self.k_inh = prod.icar.k_molecules or p["icar_k_molecules"]
         factor = p["cd28_threshold_factor"] if prod.costimulation == "CD28" else 1.0
+        factor *= prod.activation_threshold_factor  # the binder (e.g. scFv vs natural ligand)
         self.k_kill = p["k_kill_molecules"] * factor
         self.k_cyt = p["k_cytokine_molecules"] * factor
         self.k_exh = p[EXHAUSTION_PARAM[prod.costimulation]]
@@ -254,6 +259,12 @@ class Simulation:
         self.competence = np.array([p["competence_memory"], 1.0, p["competence_exhausted"]])
         # activation of each lineage class (constant densities from the atlas)
         self.my_a_kill, self.my_a_stim = self.activations(self.atlas.stage_density_matrix(), N_STAGES)
+        # CAR T cells as targets of each other (fratricide) through antigens the product still carries
+        t_dens = self.atlas.t_cell_densities()
+        for a in prod.knockout:
+            t_dens[names.index(a)] = 0.0
+        t_kill, t_stim = self.activations(t_dens.reshape(-1, 1), 1)
+        self.car_a_kill, self.car_a_stim = float(t_kill[0]), float(t_stim[0])
         mem = prod.memory_fraction
         if prod.manufacturing == "dasatinib":
             mem = 1.0 - 0.5 * (1.0 - mem)  # assumed: dasatinib halves the differentiated share
@@ -362,9 +373,12 @@ class Simulation:
         """Advance one dt: events, then phases 0-7 in the order of ``STEP_PHASES``."""
         if not self.infused and self.t_day >= 0.0:
             self.infuse()
-        c, hsct_day = self.clinic.state, self.scenario.interventions.consolidation_hsct_day
-        if hsct_day is not None and c.hsct_day is None and self.t_day >= hsct_day and self.clinic.in_remission():
-            self.transplant()
+        c, iv = self.clinic.state, self.scenario.interventions
+        if c.hsct_day is None:
+            if iv.consolidation_hsct_day is not None and self.t_day >= iv.consolidation_hsct_day and self.clinic.in_remission():
+                self.transplant()
+            elif iv.rescue_hsct_day is not None and self.t_day >= iv.rescue_hsct_day:
+                self.transplant()
         for name in STEP_PHASES:
             tic = time.perf_counter()
             before = self._check_before(name) if self.check else None
@@ -399,7 +413,7 @@ class Simulation:
     def _phase_engage(self) -> None:
         self._seed("engage")
         bl = self.blasts
-        a_kill, a_stim = self.activations(bl.x, bl.n)
+        a_kill, a_stim = self.activations(self.blast_densities_seen(), bl.n)
         p = self.p
         ct, my = self.car_t, self.myeloid
         nb_engage_targets(
@@ -418,6 +432,8 @@ class Simulation:
             my.n,
             self.my_a_kill,
             self.my_a_stim,
+            self.car_a_kill,
+            self.car_a_stim,
             self.volume_l,
             self.competence,
             p["search_rate_l_per_h"],
@@ -432,6 +448,16 @@ class Simulation:
         nb_record_load(ct.comp, ct.x, ct.n, self.sigma, self.dt)
         self.killed_total_myeloid += self.kills_myeloid
         self.killed_total_blasts += self.kills_blast.sum()
+
+    def blast_densities_seen(self) -> np.ndarray:
+        """Blast antigen densities as CAR T cells meet them (raised by an active adjuvant)."""
+        x, adj = self.blasts.x, self.scenario.adjuvant
+        if adj is None or not adj.start_day <= self.t_day < adj.end_day:
+            return x
+        x = x.copy()
+        for name in adj.antigens:
+            x[self.atlas.index(name)] *= adj.fold
+        return x
 
     def activations(self, x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Killing and cytokine-level activation of targets with densities ``x[antigen, target]``."""

@@ -80,6 +80,8 @@ class MeanField:
             act_kill[self.my_comp[s]] += M[s] * sim.my_a_kill[s]
             act_stim[self.my_comp[s]] += M[s] * sim.my_a_stim[s]
         t_kill = T @ sim.competence
+        act_kill += T.sum(axis=1) * sim.car_a_kill  # fratricide
+        act_stim += T.sum(axis=1) * sim.car_a_stim
         hazard, sigma = np.zeros(N_COMP), np.zeros(N_COMP)
         for c in range(N_COMP):
             if act_kill[c] > 0 and t_kill[c] > 0:
@@ -88,6 +90,7 @@ class MeanField:
                 sigma[c] = rho * act_stim[c] / act_kill[c]
         dB -= hazard[None, :] * self.a_kill[:, None] * B
         dM -= hazard[self.my_comp] * sim.my_a_kill * M
+        fratricide = hazard * sim.car_a_kill
 
         # 2. CAR T fate
         dS[:] = (sigma - S) / p["stim_memory_h"]
@@ -109,7 +112,7 @@ class MeanField:
                     *sim.car_t_constants(),
                 )
                 flux = T[c, k]
-                dT[c, k] += (div - death - sim.rejection_per_h(t_day) - to_m - to_e - to_x) * flux
+                dT[c, k] += (div - death - sim.rejection_per_h(t_day) - fratricide[c] - to_m - to_e - to_x) * flux
                 dT[c, MEMORY] += to_m * flux
                 dT[c, EFFECTOR] += to_e * flux
                 dT[c, 2] += to_x * flux

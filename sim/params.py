@@ -208,6 +208,14 @@ PARAMETERS: dict[str, Param] = {
     "infection_fatality_bacterial": Param(0.03, "probability", "assumed; doubled when ANC < 0.1", "L", (0.01, 0.2), high=1.0),
     "infection_fatality_fungal": Param(0.3, "probability", "invasive aspergillosis mortality ~30%", "M", high=1.0),
     "infection_fatality_viral": Param(0.05, "probability", "assumed", "L", (0.01, 0.2), high=1.0),
+    "lsc_fraction_of_blasts": Param(
+        0.01,
+        "fraction",
+        "assumed: CD34+CD38- LSC-like share of blasts (0.1-5% in AML, Bonnet and Dick 1997)",
+        "L",
+        (0.001, 0.05),
+        high=0.5,
+    ),  # fmt: skip
     "lethal_blast_burden": Param(2e12, "cells", "assumed: ~2 kg of leukemia", "L", (5e11, 5e12), low=1.0),
 }
 

@@ -39,6 +39,7 @@ class AntigenState:
     blast_median: float
     within_log_sd: float
     negative_fraction: float
+    lsc_median: float
 
 
 @dataclass
@@ -79,16 +80,22 @@ def sample_patient(scenario: Scenario, index: int, atlas: Atlas | None = None) -
         over = pop.antigens.get(a.name)
         pos_frac = a.aml_positive_fraction
         median, b_sd, w_sd, neg = a.blast_median, a.between_patient_log_sd, a.within_patient_log_sd, a.negative_fraction
+        lsc = a.lsc_median
         if over is not None:
             pos_frac = over.aml_positive_fraction if over.aml_positive_fraction is not None else pos_frac
+            lsc = (
+                over.lsc_median
+                if over.lsc_median is not None
+                else (lsc * over.blast_median / median if over.blast_median else lsc)
+            )
             median = over.blast_median or median
             b_sd = over.between_patient_log_sd if over.between_patient_log_sd is not None else b_sd
             w_sd = over.within_patient_log_sd if over.within_patient_log_sd is not None else w_sd
             neg = over.negative_fraction if over.negative_fraction is not None else neg
         ga = g(f"antigen.{a.name}")
         positive = bool(ga.random() < pos_frac)
-        patient_median = float(median * np.exp(b_sd * ga.standard_normal()))
-        antigens[a.name] = AntigenState(positive, patient_median, w_sd, neg)
+        factor = float(np.exp(b_sd * ga.standard_normal()))  # the patient's level, shared by blasts and LSC
+        antigens[a.name] = AntigenState(positive, float(median * factor), w_sd, neg, float(lsc * factor))
     has_emd = bool(g("emd").random() < pop.emd_probability)
     return VirtualPatient(
         index=index,

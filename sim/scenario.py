@@ -104,6 +104,7 @@ class AntigenPopulation(_Strict):
 
     aml_positive_fraction: float | None = Field(None, ge=0, le=1)
     blast_median: float | None = Field(None, gt=0)
+    lsc_median: float | None = Field(None, ge=0)
     between_patient_log_sd: float | None = Field(None, ge=0)
     within_patient_log_sd: float | None = Field(None, ge=0)
     negative_fraction: float | None = Field(None, ge=0, le=1)
@@ -203,6 +204,20 @@ class Product(_Strict):
     donor: Literal["autologous", "allogeneic"] = "autologous"
     dose_cells_per_kg: Dist
     memory_fraction: float = Field(0.3, ge=0, le=1)
+    activation_threshold_factor: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="binder: scales the density thresholds of killing and cytokine release (<1: more sensitive)",
+    )
+    knockout: list[str] = Field([], description="antigens edited out of the product's T cells (no fratricide through them)")
+
+    @field_validator("knockout")
+    @classmethod
+    def _known_knockouts(cls, v: list[str]) -> list[str]:
+        for a in v:
+            _check_antigen(a)
+        return v
 
     @field_validator("dose_cells_per_kg")
     @classmethod
@@ -238,6 +253,33 @@ class Interventions(_Strict):
     steroids_at_crs_grade: int | None = Field(3, ge=1, le=4)
     steroids_at_icans_grade: int | None = Field(2, ge=1, le=4)
     consolidation_hsct_day: float | None = Field(None, gt=0, description="allo-HSCT on this day if in remission")
+    rescue_hsct_day: float | None = Field(
+        None, gt=0, description="allo-HSCT on this day whatever the response (e.g. after a CD45 CAR)"
+    )
+
+
+class Adjuvant(_Strict):
+    """A small-molecule adjuvant that multiplies target antigen density on blasts for a period (assumed effect)."""
+
+    antigens: list[str] = Field(min_length=1)
+    fold: float = Field(gt=0, le=100)
+    start_day: float
+    end_day: float
+
+    @field_validator("antigens")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for a in v:
+            _check_antigen(a)
+        return v
+
+    @field_validator("end_day")
+    @classmethod
+    def _after_start(cls, end: float, info: ValidationInfo) -> float:
+        start = info.data.get("start_day")
+        if start is not None and end <= start:
+            raise ValueError(f"an end_day after start_day ({start:g})")
+        return end
 
 
 class Resolution(_Strict):
@@ -276,6 +318,7 @@ class Scenario(_Strict):
     product: Product
     lymphodepletion: Lymphodepletion = Lymphodepletion()
     interventions: Interventions = Interventions()
+    adjuvant: Adjuvant | None = None
     resolution: Resolution = Resolution()
     outputs: Outputs = Outputs()
     params: dict[str, float] = {}

@@ -6,12 +6,14 @@ from tests.conftest import scenario
 
 def tiny_residual(seed: int):
     # 5e-10 blasts in marrow (about a hundred cells), all CD70-positive, treated with a
-    # CD70 CAR (absent from the normal lineage, so no competing targets)
+    # CD70-edited CD70 CAR (absent from the normal lineage, so no competing targets; edited,
+    # so the CAR T cells do not kill each other through activation-induced CD70)
     return scenario(
         "cll1_standard",
         f"seed={seed}",
         "horizon_days=28",
         "product.car.antigens=[CD70]",
+        "product.knockout=[CD70]",
         "product.dose_cells_per_kg=3e7",
         "patient.bm_blast_fraction=5e-10",
         "patient.antigens={CD70: {aml_positive_fraction: 1.0, negative_fraction: 0.0}}",

@@ -4,7 +4,8 @@ A CAR T cell engages activating targets at a Holling type-II rate in their densi
 cell is picked in proportion to abundance and activates it with probability
 ``activation(...)`` (CAR Hill function times the iCAR veto). Each target agent then dies
 with the hazard its share of the engagements gives. Normal myeloid stages are targets
-under the same rule (on-target, off-tumor). Engagements strong enough for cytokine
+under the same rule (on-target, off-tumor), and so are CAR T cells that carry a target
+antigen the product was not edited to lack (fratricide). Engagements strong enough for cytokine
 release (a higher density threshold) stimulate the T cells.
 """
 
@@ -47,6 +48,8 @@ def nb_engage_targets(
     n_my,
     my_a_kill,
     my_a_stim,
+    car_a_kill,
+    car_a_stim,
     volume_l,
     competence,
     search_rate,
@@ -75,6 +78,8 @@ def nb_engage_targets(
     t_kill = np.zeros(N_COMP)
     for i in range(n_car):
         t_kill[car_comp[i]] += car_w[i] * competence[car_cls[i]]
+        act_kill[car_comp[i]] += car_w[i] * car_a_kill  # fratricide: CAR T cells carrying the target
+        act_stim[car_comp[i]] += car_w[i] * car_a_stim
     hazard = np.zeros(N_COMP)
     for c in range(N_COMP):
         t_engaged[c] = t_kill[c]
@@ -91,6 +96,11 @@ def nb_engage_targets(
             k = binom(bl_w[j], prob(h, dt))
             bl_w[j] -= k
             kills_blast[bl_comp[j]] += k
+    if car_a_kill > 0.0:
+        for i in range(n_car):
+            h = hazard[car_comp[i]] * car_a_kill
+            if h > 0.0:
+                car_w[i] -= binom(car_w[i], prob(h, dt))
     for s in range(n_my):
         kills_myeloid[s] = 0.0
         h = hazard[my_comp[s]] * my_a_kill[s]

@@ -121,8 +121,9 @@ class ReferenceModel(mesa.Model):
 
     def __init__(self, scenario: Scenario, patient_index: int = 0, rng: int | None = None):
         super().__init__(rng=rng)
-        if scenario.interventions.consolidation_hsct_day is not None:
-            raise ValueError("the reference model does not implement consolidating HSCT")
+        iv = scenario.interventions
+        if iv.consolidation_hsct_day is not None or iv.rescue_hsct_day is not None or scenario.adjuvant is not None:
+            raise ValueError("the reference model implements neither HSCT nor adjuvants")
         self.host = host = _Host(scenario, patient_index)
         self.p, self.dt = host.p, host.dt
         self.stage_count = host.myeloid.w  # the host reads lineage counts from here (ANC, marrow)
@@ -193,6 +194,8 @@ class ReferenceModel(mesa.Model):
             act_stim[STAGE_COMP[s]] += self.stage_count[s] * host.my_a_stim[s]
         for t in car_t:
             t_kill[t.comp] += host.competence[t.phenotype]
+            act_kill[t.comp] += host.car_a_kill  # fratricide
+            act_stim[t.comp] += host.car_a_stim
         hazard = [0.0] * N_COMP
         for c in range(N_COMP):
             host.t_engaged[c], host.sigma[c], host.kills_blast[c] = t_kill[c], 0.0, 0.0
@@ -204,6 +207,13 @@ class ReferenceModel(mesa.Model):
             if self._bernoulli(_prob(hazard[b.comp] * b.a_kill, dt)):
                 host.kills_blast[b.comp] += 1.0
                 b.remove()
+        survivors = []
+        for t in car_t:
+            if self._bernoulli(_prob(hazard[t.comp] * host.car_a_kill, dt)):
+                t.remove()
+            else:
+                survivors.append(t)
+        car_t = survivors
         host.kills_myeloid[:] = 0.0
         for m in myeloid:
             if self._bernoulli(_prob(hazard[STAGE_COMP[m.stage]] * host.my_a_kill[m.stage], dt)):

@@ -1,0 +1,152 @@
+"""Screen targets and designs on the same virtual patients and rank them by a therapeutic index.
+
+A screen spec names a base scenario, the designs (each a set of dotted-path values on the
+base, e.g. ``product.car.antigens: [CD70]``), the number of virtual patients, an efficacy
+outcome and weighted toxicities. For each design::
+
+    TI = mean(efficacy) - sum_k weight_k * mean(toxicity_k) / scale_k
+
+over the same patients 0..N-1 (common random numbers). Intervals come from a paired
+bootstrap over patients (the same resampled patients for every design).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sim.cohort import CONTINUOUS, OUTCOMES
+from sim.errors import UserError
+from sim.scenario import Scenario, read_yaml_mapping, set_path, validate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Toxicity(_Strict):
+    """One penalty of the index: ``weight * mean(metric) / scale``."""
+
+    metric: str
+    weight: float = Field(1.0, ge=0)
+    scale: float = Field(1.0, gt=0)
+
+
+class ScreenSpec(_Strict):
+    """Designs on one base scenario, the patients and the therapeutic index."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    base: str = Field(description="base scenario YAML, relative to the spec file")
+    set: dict = Field({}, description="dotted paths set in every design")
+    n_patients: int = Field(100, ge=2, le=100_000)
+    efficacy: str = "cr_cri_mlfs"
+    toxicities: list[Toxicity] = []
+    designs: dict[str, dict] = Field(min_length=1, description="design name -> {dotted.path: value}")
+    seed: int = Field(0, ge=0, description="seed of the bootstrap")
+
+
+def metric_names() -> list[str]:
+    """Per-patient metrics a screen may use: binary outcomes and continuous readouts."""
+    return list(OUTCOMES) + list(CONTINUOUS)
+
+
+def per_patient(metric: str, patients: pd.DataFrame) -> np.ndarray:
+    """One value per patient: 0/1 for an outcome, the readout for a continuous metric."""
+    if metric in OUTCOMES:
+        return OUTCOMES[metric](patients).to_numpy(float)
+    return patients[metric].to_numpy(float)
+
+
+class Screen:
+    """A loaded, validated screen: spec and one scenario per design."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        src = str(self.path)
+        try:
+            self.spec = ScreenSpec.model_validate(read_yaml_mapping(self.path))
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise UserError(
+                src, ".".join(map(str, err["loc"])), err.get("input"), err["msg"].removeprefix("Value error, ")
+            ) from None
+        for key, m in [("efficacy", self.spec.efficacy)] + [
+            (f"toxicities.{k}.metric", t.metric) for k, t in enumerate(self.spec.toxicities)
+        ]:
+            if m not in metric_names():
+                hint = difflib.get_close_matches(m, metric_names(), n=1)
+                raise UserError(src, key, m, "a per-patient metric" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        base = (self.path.parent / self.spec.base).resolve()
+        if not base.is_file():
+            raise UserError(src, "base", self.spec.base, f"a scenario file relative to the spec ({base} not found)")
+        data = read_yaml_mapping(base)
+        for k, v in self.spec.set.items():
+            set_path(data, k.split("."), v, source=src)
+        self.scenarios: dict[str, Scenario] = {}
+        for name, values in self.spec.designs.items():
+            d = copy.deepcopy(data)
+            d["name"] = name
+            for k, v in (values or {}).items():
+                set_path(d, k.split("."), v, source=src)
+            try:
+                self.scenarios[name] = validate(d, str(base))
+            except UserError as e:
+                raise UserError(src, f"designs.{name}", e.value, f"{e.key_path}: {e.expected}") from None
+
+
+def rank(screen: Screen, cohorts: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The screen table: efficacy, toxicities and TI with paired-bootstrap 95% intervals, ranked."""
+    from sim.compare import bootstrap_indices, ci95
+
+    spec = screen.spec
+    n = spec.n_patients
+    idx = bootstrap_indices(n, spec.seed)
+    rows = []
+    for name, patients in cohorts.items():
+        eff = per_patient(spec.efficacy, patients)
+        row = {"design": name, "efficacy": float(eff.mean())}
+        row["efficacy_lo"], row["efficacy_hi"] = ci95(eff[idx].mean(axis=1))
+        ti, ti_boot, burden, burden_boot = eff.mean(), eff[idx].mean(axis=1), 0.0, np.zeros(len(idx))
+        for t in spec.toxicities:
+            x = per_patient(t.metric, patients)
+            row[t.metric] = float(np.nanmean(x))
+            row[f"{t.metric}_lo"], row[f"{t.metric}_hi"] = ci95(np.nanmean(x[idx], axis=1))
+            burden += t.weight * np.nanmean(x) / t.scale
+            burden_boot = burden_boot + t.weight * np.nanmean(x[idx], axis=1) / t.scale
+        row["toxicity_burden"] = float(burden)
+        row["toxicity_burden_lo"], row["toxicity_burden_hi"] = ci95(burden_boot)
+        row["therapeutic_index"] = float(ti - burden)
+        row["therapeutic_index_lo"], row["therapeutic_index_hi"] = ci95(ti_boot - burden_boot)
+        rows.append(row)
+    table = pd.DataFrame(rows).sort_values("therapeutic_index", ascending=False, kind="stable").reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table
+
+
+def screen_figure(table: pd.DataFrame, spec: ScreenSpec):
+    """Efficacy against toxicity burden, one point per design with 95% interval bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 6.5))
+    for _, r in table.iterrows():
+        xerr = [[r.toxicity_burden - r.toxicity_burden_lo], [r.toxicity_burden_hi - r.toxicity_burden]]
+        yerr = [[r.efficacy - r.efficacy_lo], [r.efficacy_hi - r.efficacy]]
+        ax.errorbar(r.toxicity_burden, r.efficacy, xerr=xerr, yerr=yerr, fmt="o", capsize=3, alpha=0.8)
+        ax.annotate(
+            f"{r['rank']}. {r.design}", (r.toxicity_burden, r.efficacy), fontsize=8, xytext=(4, 4), textcoords="offset points"
+        )
+    terms = " + ".join(f"{t.weight:g} x {t.metric}/{t.scale:g}" for t in spec.toxicities) or "none"
+    ax.set_xlabel(f"toxicity burden = {terms}", fontsize=8)
+    ax.set_ylabel(f"efficacy: {spec.efficacy} rate")
+    ax.set_title(f"{spec.name}: {spec.n_patients} virtual patients per design (95% paired-bootstrap intervals)")
+    fig.tight_layout()
+    return fig
