@@ -277,15 +277,15 @@ def run_calibration(spec_path: Path, out: Path, workers: int = 1, scheduler: str
     spec = load_spec(spec_path)
     problem = Problem(spec, Path(spec_path))
     key = spec_hash(spec, problem)
-    out.mkdir(parents=True, exist_ok=True)
     state_file, db = out / "fit.json", f"sqlite:///{(out / 'abc.db').resolve()}"
     if state_file.exists() and json.loads(state_file.read_text()).get("hash") != key:
         raise UserError(
             str(out), "fit.json", json.loads(state_file.read_text()).get("hash"), f"the spec of the fit started there ({key})"
         )
+    map_, close = _mapper(workers, scheduler)  # before anything is written: a bad --scheduler leaves nothing
+    out.mkdir(parents=True, exist_ok=True)
     ranges = {n: prior_range(n, p) for n, p in spec.parameters.items()}
     prior = pyabc.Distribution(**{n: pyabc.RV("uniform", *_bounds(ranges[n], p.scale)) for n, p in spec.parameters.items()})
-    map_, close = _mapper(workers, scheduler)
     from sim.abc_sampler import SeededMappingSampler
 
     sampler = SeededMappingSampler(map_, spec.seed)

@@ -8,6 +8,12 @@
 * ``python -m sim.reports validation [-n N]`` rewrites the generated part of
   ``results/VALIDATION.md`` (the table and the list of misses) from
   ``cart-sim validate``; the hand-written discussion below the marker is kept.
+* ``python -m sim.reports sweeps`` writes ``results/SWEEPS.md`` from the outputs of the
+  three bundled sweeps (run them first: ``cart-sim sweep scenarios/sweeps/<name>.yaml``).
+* ``python -m sim.reports screen`` writes ``results/TARGET_SCREEN.md`` from the output of
+  ``cart-sim screen scenarios/sweeps/target_screen.yaml``.
+
+The sweep and screen reports keep their hand-written discussion below the marker too.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import datetime as dt
 from pathlib import Path
 
 from sim import __version__
+from sim.antigens import default_atlas
 from sim.cohort import default_workers, run_cohort
 from sim.scenario import load_scenario
 
@@ -253,10 +260,115 @@ def validation_report(records: list, n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _keep_discussion(path: Path, generated: str) -> str:
+    """The generated text followed by the hand-written part of an existing report."""
+    old = path.read_text() if path.exists() else ""
+    kept = old[old.index(MARKER) :] if MARKER in old else MARKER + "\n"
+    return generated + "\n" + kept
+
+
+def _copy_figure(src: Path, name: str) -> str:
+    import shutil
+
+    dst = ROOT / "results" / "figures" / name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return f"figures/{name}"
+
+
+def _table(df, columns: list[str], fmt: dict) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for _, r in df.iterrows():
+        lines.append(
+            "| " + " | ".join(fmt.get(c, lambda v: f"{v:.3g}" if isinstance(v, float) else str(v))(r[c]) for c in columns) + " |"
+        )
+    return lines
+
+
+def sweeps_report() -> str:
+    """SWEEPS.md (generated part) from ``results/{cll1_window,icar_imax,cll1_sobol}/``."""
+    import pandas as pd
+
+    from sim.sweep import Sweep
+
+    lines = ["# Sweeps: the CLL1 therapeutic window, the iCAR design space, and what matters most", ""]
+    for name in ("cll1_window", "icar_imax", "cll1_sobol"):
+        spec_path = ROOT / "scenarios" / "sweeps" / f"{name}.yaml"
+        sw = Sweep(spec_path)
+        out = ROOT / "results" / name
+        table = pd.read_parquet(out / "points.parquet")
+        lines += [
+            f"## {name}",
+            "",
+            f"Regenerate: `cart-sim sweep scenarios/sweeps/{name}.yaml` ({sw.spec.description.strip()})",
+            "",
+        ]
+        if sw.spec.design == "sobol":
+            idx = pd.read_csv(out / "sobol.csv")
+            idx["S1 (95% CI)"] = [f"{a:.2f} ({b:.2f} to {c:.2f})" for a, b, c in zip(idx.S1, idx.S1_lo, idx.S1_hi, strict=True)]
+            idx["ST (95% CI)"] = [f"{a:.2f} ({b:.2f} to {c:.2f})" for a, b, c in zip(idx.ST, idx.ST_lo, idx.ST_hi, strict=True)]
+            idx = idx.sort_values(["metric", "ST"], ascending=[True, False])
+            lines += _table(idx, ["metric", "parameter", "S1 (95% CI)", "ST (95% CI)"], {})
+            lines += ["", f"![Sobol indices]({_copy_figure(out / 'sobol.png', 'sweep_cll1_sobol.png')})", ""]
+            continue
+        cols = [*sw.spec.parameters, *sw.spec.metrics]
+        shown = table.copy()
+        for m in sw.spec.metrics:
+            shown[m] = [
+                f"{v:.3g} ({lo:.3g}-{hi:.3g})" for v, lo, hi in zip(table[m], table[m + "_lo"], table[m + "_hi"], strict=True)
+            ]
+        if "in_window" in table:
+            shown["in window"] = ["yes" if v else "" for v in table.in_window]
+            cols.append("in window")
+        rule = " and ".join(b.describe(m) for m, b in sw.spec.window.items())
+        lines += [f"{len(table)} points x {sw.spec.n_patients} virtual patients; window: {rule or 'none'}.", ""]
+        lines += _table(shown, cols, {})
+        first = sw.spec.metrics[0]
+        lines += ["", f"![{first}]({_copy_figure(out / f'heatmap_{first}.png', f'sweep_{name}_{first}.png')})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def screen_report() -> str:
+    """TARGET_SCREEN.md (generated part) from ``results/target_screen/``."""
+    import pandas as pd
+
+    from sim.screen import Screen
+
+    spec = ROOT / "scenarios" / "sweeps" / "target_screen.yaml"
+    sc = Screen(spec)
+    out = ROOT / "results" / sc.spec.name
+    table = pd.read_csv(out / "screen.csv")
+    atlas = {a.name: a for a in default_atlas().antigens}
+    lines = [
+        "# Target screen: which target or design has the best therapeutic window?",
+        "",
+        f"Regenerate: `cart-sim screen scenarios/sweeps/target_screen.yaml` then `python -m sim.reports screen` "
+        f"(cart-sim {__version__}, {dt.date.today().isoformat()}). {sc.spec.description.strip()}",
+        "",
+        "| rank | design | CR/CRi/MLFS | mean days ANC < 0.5 | mean HSPC loss | CRS >= 3 | TI (95% CI) "
+        "| on HSPC / segmented neutrophils (atlas) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        antigen = r.design.split("+")[0]
+        a = atlas.get(antigen)
+        normal = f"{a.stages['hspc']:g} / {a.stages['segmented']:g}" if a else "-"
+        lines.append(
+            f"| {r['rank']} | {r.design} | {r.efficacy:.2f} ({r.efficacy_lo:.2f}-{r.efficacy_hi:.2f}) | "
+            f"{r.days_anc_below_0_5:.1f} ({r.days_anc_below_0_5_lo:.1f}-{r.days_anc_below_0_5_hi:.1f}) | "
+            f"{r.hspc_loss_fraction:.2f} ({r.hspc_loss_fraction_lo:.2f}-{r.hspc_loss_fraction_hi:.2f}) | "
+            f"{r.crs_grade_ge3:.2f} | "
+            f"{r.therapeutic_index:+.2f} ({r.therapeutic_index_lo:+.2f} to {r.therapeutic_index_hi:+.2f}) | "
+            f"{normal} |"
+        )
+    lines += ["", f"![screen]({_copy_figure(out / 'screen.png', 'target_screen.png')})", ""]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
-    """Command line: ``python -m sim.reports {il1rap,validation} [-n N] [--workers W]``."""
+    """Command line: ``python -m sim.reports {il1rap,icar,validation,sweeps,screen} [-n N] [--workers W]``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("report", choices=["il1rap", "icar", "validation"])
+    ap.add_argument("report", choices=["il1rap", "icar", "validation", "sweeps", "screen"])
     ap.add_argument("-n", type=int, default=300)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--grid-n", type=int, default=None, help="icar: patients per sensitivity-grid point (default n/5)")
@@ -269,13 +381,15 @@ def main() -> None:
     elif args.report == "icar":
         text = icar_report(args.n, args.grid_n or max(args.n // 5, 20), workers)
         (ROOT / "results" / "ICAR.md").write_text(text)
+    elif args.report in ("sweeps", "screen"):
+        path = ROOT / "results" / ("SWEEPS.md" if args.report == "sweeps" else "TARGET_SCREEN.md")
+        text = _keep_discussion(path, sweeps_report() if args.report == "sweeps" else screen_report())
+        path.write_text(text)
     else:
-        path = ROOT / "results" / "VALIDATION.md"
-        old = path.read_text() if path.exists() else ""
-        kept = old[old.index(MARKER) :] if MARKER in old else MARKER + "\n"
         from sim.validate import run_validation
 
-        text = validation_report(run_validation(ROOT / "scenarios", args.n, workers), args.n) + "\n" + kept
+        path = ROOT / "results" / "VALIDATION.md"
+        text = _keep_discussion(path, validation_report(run_validation(ROOT / "scenarios", args.n, workers), args.n))
         path.write_text(text)
     print(text)
 

@@ -311,7 +311,6 @@ def run_sweep(
     from sim.io import write_json
     from sim.parallel import run_tasks
 
-    points_dir.mkdir(parents=True, exist_ok=True)
     key = sweep.spec_hash()
     spec_file = points_dir / "spec.json"
     if spec_file.exists():
@@ -323,13 +322,14 @@ def run_sweep(
                 old,
                 f"the same sweep spec as the one started there (this spec is {key}); use another --out or remove the folder",
             )
-    else:
-        write_json(spec_file, {"hash": key, "spec": str(sweep.path), "points": len(sweep.points)})
     done = {i: json.loads(f.read_text()) for i in range(len(sweep.points)) if (f := _point_file(points_dir, i)).exists()}
     if progress:
         progress(len(done))
 
     def keep(group: tuple[int, ...], results: list[dict]) -> None:
+        if not spec_file.exists():  # created with the first finished point: a failed start leaves nothing
+            points_dir.mkdir(parents=True, exist_ok=True)
+            write_json(spec_file, {"hash": key, "spec": str(sweep.path), "points": len(sweep.points)})
         for i, metrics in zip(group, results, strict=True):
             done[i] = metrics
             write_json(_point_file(points_dir, i), metrics)
