@@ -120,7 +120,7 @@ class SweepSpec(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
     base: str = Field(description="base scenario YAML, relative to the spec file")
-    set: dict[str, float | int | str | bool] = Field({}, description="dotted paths set at every point")
+    set: dict = Field({}, description="dotted paths set at every point")
     design: Literal["grid", "lhs", "sobol"] = "grid"
     samples: int | None = Field(None, ge=2, le=100_000, description="lhs: points; sobol: base sample N (a power of 2)")
     seed: int = Field(0, ge=0, description="seed of the lhs/sobol design and of the Sobol bootstrap")
