@@ -323,8 +323,10 @@ def sweeps_report() -> str:
         rule = " and ".join(b.describe(m) for m, b in sw.spec.window.items())
         lines += [f"{len(table)} points x {sw.spec.n_patients} virtual patients; window: {rule or 'none'}.", ""]
         lines += _table(shown, cols, {})
-        first = sw.spec.metrics[0]
-        lines += ["", f"![{first}]({_copy_figure(out / f'heatmap_{first}.png', f'sweep_{name}_{first}.png')})", ""]
+        # show the heatmap of the metric that varies most over the grid (relative range)
+        shown_metric = max(sw.spec.metrics, key=lambda m: float(table[m].max() - table[m].min()) / (abs(table[m].mean()) + 1e-12))
+        figure = _copy_figure(out / f"heatmap_{shown_metric}.png", f"sweep_{name}_{shown_metric}.png")
+        lines += ["", f"![{shown_metric}]({figure})", ""]
     return "\n".join(lines) + "\n"
 
 
