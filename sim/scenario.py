@@ -158,6 +158,12 @@ def _check_antigen(name: str) -> str:
     return name
 
 
+def _check_antigens(names: list[str]) -> list[str]:
+    for name in names:
+        _check_antigen(name)
+    return names
+
+
 class Car(_Strict):
     """The activating CAR: one antigen, or two with OR / AND logic."""
 
@@ -167,8 +173,7 @@ class Car(_Strict):
     @field_validator("antigens")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        for a in v:
-            _check_antigen(a)
+        _check_antigens(v)
         if len(set(v)) != len(v):
             raise ValueError("two different antigens")
         return v
@@ -212,12 +217,7 @@ class Product(_Strict):
     )
     knockout: list[str] = Field([], description="antigens edited out of the product's T cells (no fratricide through them)")
 
-    @field_validator("knockout")
-    @classmethod
-    def _known_knockouts(cls, v: list[str]) -> list[str]:
-        for a in v:
-            _check_antigen(a)
-        return v
+    _known_knockouts = field_validator("knockout")(classmethod(lambda cls, v: _check_antigens(v)))
 
     @field_validator("dose_cells_per_kg")
     @classmethod
@@ -266,12 +266,7 @@ class Adjuvant(_Strict):
     start_day: float
     end_day: float
 
-    @field_validator("antigens")
-    @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        for a in v:
-            _check_antigen(a)
-        return v
+    _known = field_validator("antigens")(classmethod(lambda cls, v: _check_antigens(v)))
 
     @field_validator("end_day")
     @classmethod
