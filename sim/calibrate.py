@@ -22,7 +22,6 @@ Reproducible and resumable:
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -32,7 +31,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sim.errors import UserError
+from sim.errors import UserError, spec_error
+from sim.parallel import ordered_map
 from sim.params import PARAMETERS
 
 
@@ -117,9 +117,7 @@ def load_spec(path: str | Path) -> CalibrationSpec:
     try:
         spec = CalibrationSpec.model_validate(read_yaml_mapping(path))
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise UserError(str(path), loc, err.get("input"), err["msg"].removeprefix("Value error, ")) from None
+        raise spec_error(e, str(path), list(CalibrationSpec.model_fields)) from None
     _check(spec, path)
     return spec
 
@@ -165,14 +163,6 @@ class Problem:
     def payload(self) -> tuple:
         """What a worker needs to evaluate the model (picklable)."""
         return ([a.model_dump_json() for a in self.arms], self.metrics, self.spec.n_patients, self.spec.data)
-
-    def to_params(self, theta: dict) -> dict[str, float]:
-        """Model parameter values from pyabc's particle (log-scale priors are sampled in log10)."""
-        out = {}
-        for name, prior in self.spec.parameters.items():
-            v = float(theta[name])
-            out[name] = 10.0**v if prior.scale == "log" else v
-        return out
 
 
 def simulate(payload: tuple, params: dict[str, float]) -> dict[str, float]:
@@ -229,34 +219,11 @@ class Model:
 # --------------------------------------------------------------------------- pyabc plumbing
 
 
-def _mapper(workers: int, scheduler: str | None):
-    """An ordered ``map``: local spawn pool, Dask client, or built-in ``map``."""
-    if scheduler:
-        from distributed import Client
-
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as e:
-            raise UserError("--scheduler", "", scheduler, f"the address of a running Dask scheduler ({e})") from None
-        return lambda f, xs: client.gather(client.map(f, xs, pure=False)), client.close
-    if workers > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
-        return pool.map, pool.shutdown
-    return map, lambda: None
-
-
 def spec_hash(spec: CalibrationSpec, problem: Problem) -> str:
     """Identity of a fit: the spec, the arms and the observed statistics."""
-    from sim import __version__
+    from sim.io import content_hash
 
-    text = json.dumps(
-        {"spec": spec.model_dump(mode="json"), "arms": problem.payload()[0], "observed": problem.observed, "v": __version__},
-        sort_keys=True,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return content_hash({"spec": spec.model_dump(mode="json"), "arms": problem.payload()[0], "observed": problem.observed})
 
 
 def run_calibration(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None = None, log=print) -> dict:
@@ -274,15 +241,14 @@ def run_calibration(spec_path: Path, out: Path, workers: int = 1, scheduler: str
     """
     import pyabc
 
+    from sim.io import refuse_other_work, write_json
+
     spec = load_spec(spec_path)
     problem = Problem(spec, Path(spec_path))
     key = spec_hash(spec, problem)
     state_file, db = out / "fit.json", f"sqlite:///{(out / 'abc.db').resolve()}"
-    if state_file.exists() and json.loads(state_file.read_text()).get("hash") != key:
-        raise UserError(
-            str(out), "fit.json", json.loads(state_file.read_text()).get("hash"), f"the spec of the fit started there ({key})"
-        )
-    map_, close = _mapper(workers, scheduler)  # before anything is written: a bad --scheduler leaves nothing
+    refuse_other_work(state_file, key, "the spec of the fit started there")
+    map_, close = ordered_map(workers, scheduler)  # before anything is written: a bad --scheduler leaves nothing
     out.mkdir(parents=True, exist_ok=True)
     ranges = {n: prior_range(n, p) for n, p in spec.parameters.items()}
     prior = pyabc.Distribution(**{n: pyabc.RV("uniform", *_bounds(ranges[n], p.scale)) for n, p in spec.parameters.items()})
@@ -301,7 +267,7 @@ def run_calibration(spec_path: Path, out: Path, workers: int = 1, scheduler: str
             (out / "abc.db").unlink(missing_ok=True)
             history = abc.new(db, problem.observed)
             done = 0
-            _write_json(state_file, {"hash": key, "run_id": history.id, "spec": str(spec_path)})
+            write_json(state_file, {"hash": key, "run_id": history.id, "spec": str(spec_path)})
         if done < spec.populations:
             history = abc.run(minimum_epsilon=spec.min_epsilon, max_nr_populations=spec.populations - done)
     finally:
@@ -312,12 +278,6 @@ def run_calibration(spec_path: Path, out: Path, workers: int = 1, scheduler: str
 def _bounds(rng: tuple[float, float], scale: str) -> tuple[float, float]:
     lo, hi = (math.log10(rng[0]), math.log10(rng[1])) if scale == "log" else rng
     return lo, hi - lo  # scipy's uniform(loc, scale)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from sim.io import write_json
-
-    write_json(path, data)
 
 
 def _write_outputs(spec, spec_path, problem: Problem, history, out: Path, ranges) -> dict:

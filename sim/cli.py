@@ -134,20 +134,13 @@ def cohort(
     so an interrupted cohort resumes when the same command is run again.
     """
     from sim.cohort import default_workers, spec_hash
-    from sim.io import check_output_dir
+    from sim.io import check_output_dir, refuse_other_work
 
     sc = _load(scenario, overrides, seed, _param_set(params))
     out_dir = check_output_dir(out or Path("results") / f"{sc.name}-cohort")
     workers = workers or default_workers()
     key = spec_hash(sc, n)
-    spec_file = out_dir / "chunks" / "spec.json"
-    if spec_file.exists() and json.loads(spec_file.read_text()).get("hash") != key:
-        raise UserError(
-            str(out_dir),
-            "chunks/spec.json",
-            json.loads(spec_file.read_text()).get("hash"),
-            f"the scenario and -n of the unfinished cohort there (this run is {key}); use another --out or remove it",
-        )
+    refuse_other_work(out_dir / "chunks" / "spec.json", key, "the scenario and -n of the unfinished cohort there")
     if dry_run:
         console.print_json(sc.model_dump_json())
         console.print(f"[green]valid[/green]: {n} patients of {sc.name} on {workers} workers -> {out_dir}/")

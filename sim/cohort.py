@@ -8,7 +8,6 @@ resumes where it stopped, and the final tables are assembled from the chunks.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -145,10 +144,9 @@ def summarize_cohort(sc: Scenario, patients: pd.DataFrame) -> dict:
 
 def spec_hash(sc: Scenario, n: int) -> str:
     """Identity of a cohort run (scenario content and size) for resuming."""
-    from sim import __version__
+    from sim.io import content_hash
 
-    text = json.dumps({"scenario": sc.model_dump(mode="json"), "n": n, "version": __version__}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return content_hash({"scenario": sc.model_dump(mode="json"), "n": n})
 
 
 @dataclass

@@ -23,3 +23,34 @@ class UserError(Exception):
         if len(shown) > 80:
             shown = shown[:77] + "..."
         super().__init__(f"{where} = {shown}: expected {expected}")
+
+
+class SpecKeyError(ValueError):
+    """Raised inside a spec validator: names the spec key (a dotted path from the file's top)."""
+
+    def __init__(self, key: str, value: object, expected: str):
+        super().__init__(expected)
+        self.key, self.value = key, value
+
+
+def spec_error(exc, source: str, allowed: list[str] | tuple[str, ...] = ()) -> UserError:
+    """The first error of a pydantic ``ValidationError`` of a spec file (sweep, screen, calibration).
+
+    Args:
+        exc: The validation error.
+        source: The spec file.
+        allowed: Keys that may appear where an unknown key was found (for "did you mean").
+    """
+    import difflib
+
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    keyed = (err.get("ctx") or {}).get("error")
+    if isinstance(keyed, SpecKeyError):
+        return UserError(source, keyed.key, keyed.value, str(keyed))
+    if err["type"] == "extra_forbidden":
+        hint = difflib.get_close_matches(str(err["loc"][-1]), list(allowed), n=1)
+        return UserError(source, loc, err.get("input"), "no such key" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    if err["type"] == "missing":
+        return UserError(source, loc, None, "this required key to be given")
+    return UserError(source, loc, err.get("input"), err["msg"].removeprefix("Value error, ").removeprefix("Input should be "))

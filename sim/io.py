@@ -25,6 +25,32 @@ def atomic_path(path: str | Path):
             os.unlink(tmp)
 
 
+def content_hash(data) -> str:
+    """Identity of a piece of work (its JSON-able description and the cart-sim version), for resuming."""
+    import hashlib
+
+    from sim import __version__
+
+    text = json.dumps({"work": data, "version": __version__}, sort_keys=True, default=_jsonable)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def refuse_other_work(state_file: Path, key: str, what: str) -> None:
+    """Refuse to resume in a folder whose ``state_file`` records other work than ``key``.
+
+    Raises:
+        UserError: Naming the folder, the state file, the recorded hash and ``what`` was expected.
+    """
+    state_file = Path(state_file)
+    if not state_file.exists():
+        return
+    old = json.loads(state_file.read_text()).get("hash")
+    if old != key:
+        folder = state_file.parent.parent if state_file.parent.name in ("chunks", "points") else state_file.parent
+        where = state_file.relative_to(folder)
+        raise UserError(str(folder), str(where), old, f"{what} (this run is {key}); use another --out or remove the folder")
+
+
 def write_json(path: str | Path, data: dict) -> None:
     """Write ``data`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -38,25 +38,45 @@ def run_tasks(
         for key, args in tasks.items():
             on_result(key, fn(*args))
     else:
-        import multiprocessing as mp
-
-        # spawn: numba and threads do not survive fork safely
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        with spawn_pool(workers) as pool:
             futures = {pool.submit(fn, *args): key for key, args in tasks.items()}
             for fut in as_completed(futures):
                 on_result(futures[fut], fut.result())
 
 
-def _run_dask(fn, tasks: dict, scheduler: str, on_result) -> None:
+def spawn_pool(workers: int) -> ProcessPoolExecutor:
+    """A local process pool that spawns its workers (numba and threads do not survive fork safely)."""
+    import multiprocessing as mp
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+
+
+def connect(scheduler: str):
+    """A ``dask.distributed.Client`` for ``scheduler``; an unreachable address is a :class:`UserError`."""
     from distributed import Client
-    from distributed import as_completed as dask_completed
 
     try:
-        client = Client(scheduler, timeout="10s")
+        return Client(scheduler, timeout="10s")
     except (OSError, TimeoutError, ValueError) as e:
         expected = f"the address of a running Dask scheduler, e.g. tcp://host:8786 ({e})"
         raise UserError("--scheduler", "", scheduler, expected) from None
-    with client:
+
+
+def ordered_map(workers: int = 1, scheduler: str | None = None) -> tuple[Callable, Callable[[], None]]:
+    """An order-keeping ``map`` (built-in, local spawn pool or Dask client) and the function that closes it."""
+    if scheduler:
+        client = connect(scheduler)
+        return lambda f, xs: client.gather(client.map(f, xs, pure=False)), client.close
+    if workers > 1:
+        pool = spawn_pool(workers)
+        return pool.map, pool.shutdown
+    return map, lambda: None
+
+
+def _run_dask(fn, tasks: dict, scheduler: str, on_result) -> None:
+    from distributed import as_completed as dask_completed
+
+    with connect(scheduler) as client:
         futures = {client.submit(fn, *args, key=f"{fn.__name__}-{key}", pure=False): key for key, args in tasks.items()}
         for fut in dask_completed(futures):
             on_result(futures[fut], fut.result())

@@ -22,6 +22,31 @@ from sim.errors import UserError
 from sim.params import PARAMETERS
 
 
+def yaml_number(value: Any) -> Any:
+    """A number that YAML 1.1 read as a string (``1e6`` without a dot, ``.nan``) as a float; anything else as is."""
+    if isinstance(value, str):
+        try:
+            return float(value.replace(".nan", "nan").replace(".inf", "inf"))
+        except ValueError:
+            return value
+    return value
+
+
+def load_base(spec_path: Path, base: str, sets: dict) -> tuple[Path, dict]:
+    """The raw data of a spec's base scenario (``base`` relative to the spec) with ``sets`` applied.
+
+    Raises:
+        UserError: Naming the spec file if the base scenario is missing or a set path is bad.
+    """
+    path = (spec_path.parent / base).resolve()
+    if not path.is_file():
+        raise UserError(str(spec_path), "base", base, f"a scenario file relative to the spec ({path} not found)")
+    data = read_yaml_mapping(path)
+    for key, value in sets.items():
+        set_path(data, key.split("."), value, source=str(spec_path))
+    return path, data
+
+
 class KeyedValueError(ValueError):
     """A validation error about one key below the validated field (names it in the message)."""
 
@@ -53,11 +78,7 @@ class Dist(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _from_number(cls, data: Any) -> Any:
-        if isinstance(data, str):  # YAML 1.1 reads 1e6 (no dot) as a string
-            try:
-                data = float(data)
-            except ValueError:
-                return data
+        data = yaml_number(data)
         if isinstance(data, (int, float)) and not isinstance(data, bool):
             return {"dist": "fixed", "value": data}
         return data
@@ -411,12 +432,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str):  # YAML 1.1 reads 1e6 (no dot) and nan/inf as strings
-        try:
-            value = float(value.replace(".nan", "nan").replace(".inf", "inf"))
-        except ValueError:
-            pass
-    return parts, value
+    return parts, yaml_number(value)
 
 
 def related_paths(path: str, key_path: str) -> bool:

@@ -21,8 +21,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sim.cohort import CONTINUOUS, OUTCOMES
-from sim.errors import UserError
-from sim.scenario import Scenario, read_yaml_mapping, set_path, validate
+from sim.errors import UserError, spec_error
+from sim.scenario import Scenario, load_base, read_yaml_mapping, set_path, validate
 
 
 class _Strict(BaseModel):
@@ -72,22 +72,14 @@ class Screen:
         try:
             self.spec = ScreenSpec.model_validate(read_yaml_mapping(self.path))
         except ValidationError as e:
-            err = e.errors()[0]
-            raise UserError(
-                src, ".".join(map(str, err["loc"])), err.get("input"), err["msg"].removeprefix("Value error, ")
-            ) from None
+            raise spec_error(e, src, list(ScreenSpec.model_fields)) from None
         for key, m in [("efficacy", self.spec.efficacy)] + [
             (f"toxicities.{k}.metric", t.metric) for k, t in enumerate(self.spec.toxicities)
         ]:
             if m not in metric_names():
                 hint = difflib.get_close_matches(m, metric_names(), n=1)
                 raise UserError(src, key, m, "a per-patient metric" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-        base = (self.path.parent / self.spec.base).resolve()
-        if not base.is_file():
-            raise UserError(src, "base", self.spec.base, f"a scenario file relative to the spec ({base} not found)")
-        data = read_yaml_mapping(base)
-        for k, v in self.spec.set.items():
-            set_path(data, k.split("."), v, source=src)
+        base, data = load_base(self.path, self.spec.base, self.spec.set)
         self.scenarios: dict[str, Scenario] = {}
         for name, values in self.spec.designs.items():
             d = copy.deepcopy(data)

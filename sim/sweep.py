@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
 import itertools
 import json
 import math
@@ -28,8 +27,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sim.cohort import CONTINUOUS, OUTCOMES, patients_frame, run_chunk, wilson
-from sim.errors import UserError
-from sim.scenario import Scenario, read_yaml_mapping, related_paths, set_path, validate
+from sim.errors import SpecKeyError, UserError, spec_error
+from sim.scenario import Scenario, load_base, read_yaml_mapping, related_paths, set_path, validate, yaml_number
 
 MEDIAN_PREFIX = "median_"
 
@@ -41,15 +40,6 @@ def known_metrics() -> list[str]:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-def _number_or_text(x):
-    if isinstance(x, str):
-        try:
-            return float(x)
-        except ValueError:
-            return x
-    return x
 
 
 class Axis(_Strict):
@@ -64,7 +54,7 @@ class Axis(_Strict):
     @classmethod
     def _numbers(cls, v):
         # YAML 1.1 reads 1e6 (no dot) as a string: keep numbers numbers
-        return [_number_or_text(x) for x in v] if isinstance(v, list) else v
+        return [yaml_number(x) for x in v] if isinstance(v, list) else v
 
     @model_validator(mode="after")
     def _one_kind(self) -> Axis:
@@ -134,26 +124,20 @@ class SweepSpec(_Strict):
         for m in self.metrics:
             if m not in known_metrics():
                 hint = difflib.get_close_matches(m, known_metrics(), n=1)
-                raise _SpecError("metrics", m, "a metric name" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                raise SpecKeyError("metrics", m, "a metric name" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
         for m in self.window:
             if m not in self.metrics:
-                raise _SpecError(f"window.{m}", m, f"a metric listed under metrics ({', '.join(self.metrics)})")
+                raise SpecKeyError(f"window.{m}", m, f"a metric listed under metrics ({', '.join(self.metrics)})")
         if self.design != "grid" and self.samples is None:
-            raise _SpecError("samples", None, f"the number of samples of the {self.design} design")
+            raise SpecKeyError("samples", None, f"the number of samples of the {self.design} design")
         if self.design == "sobol" and self.samples & (self.samples - 1):
-            raise _SpecError("samples", self.samples, "a power of 2 (Saltelli/Sobol sequences need it)")
+            raise SpecKeyError("samples", self.samples, "a power of 2 (Saltelli/Sobol sequences need it)")
         for path, ax in self.parameters.items():
             if self.design == "grid" and ax.range is not None and ax.n is None:
-                raise _SpecError(f"parameters.{path}.n", None, "the number of grid values along a range")
+                raise SpecKeyError(f"parameters.{path}.n", None, "the number of grid values along a range")
             if self.design != "grid" and ax.range is None:
-                raise _SpecError(f"parameters.{path}", ax.values, f"a numeric range: [low, high] (design {self.design})")
+                raise SpecKeyError(f"parameters.{path}", ax.values, f"a numeric range: [low, high] (design {self.design})")
         return self
-
-
-class _SpecError(ValueError):
-    def __init__(self, key: str, value, expected: str):
-        super().__init__(expected)
-        self.key, self.value = key, value
 
 
 # --------------------------------------------------------------------------- the design
@@ -187,14 +171,10 @@ class Sweep:
         try:
             self.spec = SweepSpec.model_validate(raw)
         except ValidationError as e:
-            raise _spec_user_error(e, str(self.path)) from None
-        base = (self.path.parent / self.spec.base).resolve()
-        if not base.is_file():
-            raise UserError(str(self.path), "base", self.spec.base, f"a scenario file relative to the spec ({base} not found)")
-        self.base_path = base
-        self.base_data = read_yaml_mapping(base)
-        for key, value in self.spec.set.items():
-            set_path(self.base_data, key.split("."), value, source=str(self.path))
+            nested = len(e.errors()[0]["loc"]) > 1
+            allowed = [*Axis.model_fields, *Bound.model_fields] if nested else list(SweepSpec.model_fields)
+            raise spec_error(e, str(self.path), allowed) from None
+        self.base_path, self.base_data = load_base(self.path, self.spec.base, self.spec.set)
         self.base = self._checked(self.base_data, "set", self.spec.set)
         self.points = design_points(self.spec)
         self.scenarios = [self._point_scenario(p) for p in self.points]
@@ -216,34 +196,10 @@ class Sweep:
 
     def spec_hash(self) -> str:
         """Identity of the work: every point's resolved scenario, patients and metrics."""
-        from sim import __version__
+        from sim.io import content_hash
 
-        text = json.dumps(
-            {
-                "points": [s.model_dump(mode="json") for s in self.scenarios],
-                "n": self.spec.n_patients,
-                "metrics": self.spec.metrics,
-                "version": __version__,
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _spec_user_error(exc: ValidationError, source: str) -> UserError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    keyed = (err.get("ctx") or {}).get("error")
-    if isinstance(keyed, _SpecError):
-        return UserError(source, keyed.key, keyed.value, str(keyed))
-    if err["type"] == "extra_forbidden":
-        allowed = list(SweepSpec.model_fields) if len(err["loc"]) == 1 else list(Axis.model_fields) + list(Bound.model_fields)
-        hint = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
-        return UserError(source, loc, err.get("input"), "no such key" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    if err["type"] == "missing":
-        return UserError(source, loc, None, "this required key to be given")
-    msg = err["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
-    return UserError(source, loc, err.get("input"), msg)
+        points = [s.model_dump(mode="json") for s in self.scenarios]
+        return content_hash({"points": points, "n": self.spec.n_patients, "metrics": self.spec.metrics})
 
 
 # --------------------------------------------------------------------------- running
@@ -308,20 +264,12 @@ def run_sweep(
     Returns:
         One row per point, in design order: the point's values and every metric.
     """
-    from sim.io import write_json
+    from sim.io import refuse_other_work, write_json
     from sim.parallel import run_tasks
 
     key = sweep.spec_hash()
     spec_file = points_dir / "spec.json"
-    if spec_file.exists():
-        old = json.loads(spec_file.read_text()).get("hash")
-        if old != key:
-            raise UserError(
-                str(points_dir.parent),
-                "points/spec.json",
-                old,
-                f"the same sweep spec as the one started there (this spec is {key}); use another --out or remove the folder",
-            )
+    refuse_other_work(spec_file, key, "the same sweep spec as the one started there")
     done = {i: json.loads(f.read_text()) for i in range(len(sweep.points)) if (f := _point_file(points_dir, i)).exists()}
     if progress:
         progress(len(done))

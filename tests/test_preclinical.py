@@ -163,22 +163,17 @@ def test_a_new_atlas_antigen_is_usable_without_code_changes(tmp_path):
     assert r.returncode == 2 and "TESTAG" in r.stderr
 
 
+def screen_spec(tmp_path, **fields):
+    spec = tmp_path / "screen.yaml"
+    spec.write_text(yaml.safe_dump({"name": "t", "base": str(SCENARIOS / "cll1_standard.yaml"), **fields}))
+    return spec
+
+
 def test_screen_ranks_by_the_index_with_equal_efficacy_going_to_the_less_toxic(tmp_path):
     from sim.screen import Screen, rank
 
-    spec = tmp_path / "screen.yaml"
-    spec.write_text(
-        yaml.safe_dump(
-            {
-                "name": "t",
-                "base": str(SCENARIOS / "cll1_standard.yaml"),
-                "n_patients": 4,
-                "toxicities": [{"metric": "days_anc_below_0_5", "weight": 0.5, "scale": 28}],
-                "designs": {"A": {}, "B": {}},
-            }
-        )
-    )
-    sc = Screen(spec)
+    toxicity = {"metric": "days_anc_below_0_5", "weight": 0.5, "scale": 28}
+    sc = Screen(screen_spec(tmp_path, n_patients=4, toxicities=[toxicity], designs={"A": {}, "B": {}}))
     same = pd.DataFrame({"response_day28": ["CR", "CR", "NR", "CR"], "days_anc_below_0_5": [5.0, 6.0, 7.0, 8.0]})
     worse = same.assign(days_anc_below_0_5=same.days_anc_below_0_5 + 10.0)
     table = rank(sc, {"A": worse, "B": same})
@@ -188,17 +183,11 @@ def test_screen_ranks_by_the_index_with_equal_efficacy_going_to_the_less_toxic(t
 
 
 def test_screen_cli_writes_its_outputs(tmp_path):
-    spec = tmp_path / "screen.yaml"
-    spec.write_text(
-        yaml.safe_dump(
-            {
-                "name": "t",
-                "base": str(SCENARIOS / "cll1_standard.yaml"),
-                "set": {"horizon_days": 5, "resolution.car_t_agents": 100, "resolution.blast_agents": 100},
-                "n_patients": 2,
-                "designs": {"CLL1": {}, "CD70": {"product.car.antigens": ["CD70"], "product.knockout": ["CD70"]}},
-            }
-        )
+    spec = screen_spec(
+        tmp_path,
+        set={"horizon_days": 5, "resolution.car_t_agents": 100, "resolution.blast_agents": 100},
+        n_patients=2,
+        designs={"CLL1": {}, "CD70": {"product.car.antigens": ["CD70"], "product.knockout": ["CD70"]}},
     )
     out = tmp_path / "o"
     r = subprocess.run([sys.executable, "-m", "sim.cli", "screen", str(spec), "--out", str(out)], capture_output=True, text=True)
@@ -208,12 +197,7 @@ def test_screen_cli_writes_its_outputs(tmp_path):
 
 
 def test_screen_spec_errors_name_the_design(tmp_path):
-    spec = tmp_path / "screen.yaml"
-    spec.write_text(
-        yaml.safe_dump(
-            {"name": "t", "base": str(SCENARIOS / "cll1_standard.yaml"), "designs": {"X": {"product.car.antigens": ["CD999"]}}}
-        )
-    )
+    spec = screen_spec(tmp_path, designs={"X": {"product.car.antigens": ["CD999"]}})
     r = subprocess.run(
         [sys.executable, "-m", "sim.cli", "screen", str(spec), "--out", str(tmp_path / "o")], capture_output=True, text=True
     )
