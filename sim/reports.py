@@ -5,6 +5,10 @@
 * ``python -m sim.reports icar [-n N]`` writes ``results/ICAR.md`` and its figures under
   ``results/figures/``: standard vs CD16 vs CD15 iCAR CLL1 CAR on the same patients, and
   how the CD16 result moves with I_max and the iCAR threshold.
+* ``python -m sim.reports trials [-n N]`` rewrites the generated part of
+  ``results/TRIALS.md``: every arm of clinical_targets.yaml as a cohort of its reported
+  size and of N, reported vs simulated per outcome (response, CRS and ICANS grades,
+  IEC-HS, neutropenia grades).
 * ``python -m sim.reports validation [-n N]`` rewrites the generated part of
   ``results/VALIDATION.md`` (the table and the list of misses) from
   ``cart-sim validate``; the hand-written discussion below the marker is kept.
@@ -260,6 +264,81 @@ def validation_report(records: list, n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Rows of the trials table: label, reported-metric key (``sim.validate.outcome``) or None, rule on patients.
+TRIAL_ROWS = (
+    ("marrow remission CR/CRi/MLFS (reported 'CR')", "complete_remission"),
+    ("CR (ELN 2022, counts recovered)", None),
+    ("CR + CRi", None),
+    ("MRD-negative CR/CRi (< 0.1% blasts)", "mrd_negative_complete_remission"),
+    ("overall response (+ PR)", "overall_response"),
+    *((f"CRS grade {g}", f"crs_grade:{g}") for g in range(6)),
+    ("CRS grade 1-2", "crs_grade:1-2"),
+    ("CRS grade 3-4", "crs_grade:3-4"),
+    ("CRS grade 4-5", "crs_grade:4-5"),
+    *((f"ICANS grade {g}", f"icans_grade:{g}") for g in range(5)),
+    ("IEC-HS", "other:iec_hs"),
+    ("neutropenia grade 3 (reported: neutropenia or thrombocytopenia)", "other:neutropenia_or_thrombocytopenia_grade_3"),
+    ("neutropenia grade 4 (reported: neutropenia or thrombocytopenia)", "other:neutropenia_or_thrombocytopenia_grade_4"),
+    ("bacterial infection by day 28 (reported: sepsis)", "other:sepsis"),
+)
+_EXTRA_RULES = {
+    "CR (ELN 2022, counts recovered)": lambda d: d.response_day28 == "CR",
+    "CR + CRi": lambda d: d.response_day28.isin(["CR", "CRi"]),
+}
+
+
+def _dose_text(dose) -> str:
+    """``3.0e6`` or a ``[low, high]`` range as written in clinical_targets.yaml."""
+    return "-".join(str(d) for d in dose) if isinstance(dose, list) else str(dose)
+
+
+def _trial_hits(label: str, key: str | None, patients):
+    from sim.validate import outcome
+
+    return _EXTRA_RULES[label](patients) if key is None else outcome(key, patients)
+
+
+def trials_report(n: int, workers: int) -> str:
+    """TRIALS.md (generated part): every arm of the calibration set at its reported size and at ``n``."""
+    from sim.cohort import wilson
+    from sim.validate import arm_scenarios, clinical_targets, reported_metrics
+
+    scenarios = arm_scenarios(ROOT / "scenarios")
+    lines = [
+        "# Virtual trials: every reported arm, reported vs simulated",
+        "",
+        f"Regenerate: `python -m sim.reports trials -n {n}` (cart-sim {__version__}, {dt.date.today().isoformat()}; "
+        "one shared parameter set, scenarios `scenarios/<study>.<arm>.yaml`).",
+        "",
+        "Each arm runs as a cohort of its reported size (virtual patients 0..n-1: with common random numbers these are "
+        f"the first patients of the large cohort) and as a cohort of {n}. 'reported size' gives the simulated count in that "
+        f"small cohort; '{n} patients' gives the simulated rate with its Wilson 95% interval (simulation error only). "
+        "'NR': not reported. Thrombocytopenia is not modelled: the reported 'neutropenia or thrombocytopenia' grades are "
+        "compared with neutropenia grades. Sepsis is compared with any bacterial infection by day 28.",
+    ]
+    for study in clinical_targets()["studies"]:
+        for arm in study["arms"]:
+            key = (study["id"], str(arm["id"]))
+            patients = run_cohort(load_scenario(scenarios[key]), n, workers).patients
+            n_rep = arm.get("patients")
+            reported = dict(reported_metrics(arm)) if n_rep else {}
+            head = f"{n_rep} patients reported" if n_rep else "no outcomes reported yet (forecast)"
+            lines += [
+                "",
+                f"## {key[0]} / {key[1]}: {_dose_text(arm['dose_cells_per_kg'])} cells/kg, {head}",
+                "",
+                f"| outcome | reported | simulated, reported size | simulated, {n} patients (95% CI) |",
+                "|---|---|---|---|",
+            ]
+            for label, metric in TRIAL_ROWS:
+                hits = _trial_hits(label, metric, patients)
+                w = wilson(int(hits.sum()), len(hits))
+                rep = f"{reported[metric]}/{n_rep}" if metric in reported else ("NR" if n_rep else "-")
+                small = f"{int(hits.iloc[:n_rep].sum())}/{n_rep}" if n_rep else "-"
+                lines.append(f"| {label} | {rep} | {small} | {_cell(w)} |")
+    return "\n".join(lines) + "\n"
+
+
 def _keep_discussion(path: Path, generated: str) -> str:
     """The generated text followed by the hand-written part of an existing report."""
     old = path.read_text() if path.exists() else ""
@@ -368,9 +447,9 @@ def screen_report() -> str:
 
 
 def main() -> None:
-    """Command line: ``python -m sim.reports {il1rap,icar,validation,sweeps,screen} [-n N] [--workers W]``."""
+    """Command line: ``python -m sim.reports {il1rap,icar,validation,sweeps,screen,trials} [-n N] [--workers W]``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("report", choices=["il1rap", "icar", "validation", "sweeps", "screen"])
+    ap.add_argument("report", choices=["il1rap", "icar", "validation", "sweeps", "screen", "trials"])
     ap.add_argument("-n", type=int, default=300)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--grid-n", type=int, default=None, help="icar: patients per sensitivity-grid point (default n/5)")
@@ -383,6 +462,10 @@ def main() -> None:
     elif args.report == "icar":
         text = icar_report(args.n, args.grid_n or max(args.n // 5, 20), workers)
         (ROOT / "results" / "ICAR.md").write_text(text)
+    elif args.report == "trials":
+        path = ROOT / "results" / "TRIALS.md"
+        text = _keep_discussion(path, trials_report(args.n, workers))
+        path.write_text(text)
     elif args.report in ("sweeps", "screen"):
         path = ROOT / "results" / ("SWEEPS.md" if args.report == "sweeps" else "TARGET_SCREEN.md")
         text = _keep_discussion(path, sweeps_report() if args.report == "sweeps" else screen_report())

@@ -41,3 +41,34 @@ def test_validate_cli_writes_outputs_and_strict_reflects_the_verdicts(tmp_path):
     s = data["summary"]
     assert (r.returncode == 1) == (s["agree"] < s["metrics"])
     assert {"study", "arm", "metric", "reported", "simulated_mean", "interval95", "verdict"} <= set(data["records"][0])
+
+
+def test_trials_report_gives_every_arm_at_reported_size_and_at_n(monkeypatch):
+    from types import SimpleNamespace
+
+    import sim.reports as reports
+    from sim.validate import clinical_targets
+
+    # 20 hand-built patients: CRS grade 2 for the first 5, grade 4 for the rest; CR for every 4th
+    patients = pd.DataFrame(
+        {
+            "response_day28": ["CR" if i % 4 == 0 else "NR" for i in range(20)],
+            "mrd_negative": [i % 4 == 0 for i in range(20)],
+            "crs_grade": [2] * 5 + [4] * 15,
+            "icans_grade": [0] * 20,
+            "iec_hs": [False] * 20,
+            "neutropenia_grade": [4] * 20,
+            "infection_bacterial_day28": [0] * 20,
+        }
+    )
+    monkeypatch.setattr(reports, "run_cohort", lambda sc, n, w: SimpleNamespace(patients=patients))
+    text = reports.trials_report(20, 1)
+    arms = [(s["id"], str(a["id"])) for s in clinical_targets()["studies"] for a in s["arms"]]
+    assert all(f"## {study} / {arm}:" in text for study, arm in arms)
+    section = text.split("## cd123_dasatinib / dose_10e6")[1].split("## ")[0]
+    # reported 3/3 grade 4-5; the first 3 patients (reported size) are all grade 2; 15 of 20 are grade 4
+    assert "| CRS grade 4-5 | 3/3 | 0/3 | 75% (53-89) |" in section
+    assert "| CRS grade 2 | NR | 3/3 | 25% (11-47) |" in section
+    assert "| CR (ELN 2022, counts recovered) | NR | 1/3 | 25% (11-47) |" in section
+    forecast = text.split("## il1rap_resolve / dose_1e6")[1].split("## ")[0]
+    assert "forecast" in forecast and "| CRS grade 4 | - | - | 75% (53-89) |" in forecast

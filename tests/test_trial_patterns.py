@@ -1,0 +1,63 @@
+"""The dose-toxicity patterns of the reported trials, from the mechanisms (issue 4).
+
+Each arm runs as a seeded cohort of ``N`` virtual patients (patients 0..N-1, the same
+patients whatever else changes), so the rates are deterministic; the bounds below are set
+from the reported counts, not from the model's output, and each says why.
+"""
+
+from functools import cache
+
+import pytest
+
+from sim.cohort import run_cohort
+from tests.conftest import scenario
+
+pytestmark = pytest.mark.slow
+N = 40
+
+
+@cache
+def cohort(name: str, *overrides: str):
+    return run_cohort(scenario(name, *overrides), N, workers=2).patients
+
+
+def test_cd33_at_its_low_doses_gives_crs_at_most_2_and_no_icans():
+    # reported: CRS grades 0-2 only and ICANS grade 0 in 12 of 12. A count of 0 of 12 lies in
+    # the model's central 95% predictive interval only if the model's rate is below ~0.26
+    # ((1 - r)^12 >= 0.025); 0.2 leaves room for the 40-patient estimate.
+    d = cohort("cd33_post_hsct.all_doses")
+    assert (d.crs_grade >= 3).mean() < 0.2
+    assert (d.icans_grade >= 1).mean() < 0.2
+
+
+def test_il18_armored_cll1_car_expands_at_low_dose_and_gives_crs_3():
+    # reported: robust expansion at 0.03-0.3e6/kg attributed to IL-18; CRS 3-4 in 1 of 3 and 1 of 2
+    # (together 2 of 5: a model rate below 0.2 would make that count unlikely, P < 0.06).
+    armored = cohort("cll1_savvy_il18.dose_0.03e6")
+    plain = cohort("cll1_savvy_il18.dose_0.03e6", "product.armoring=none")
+    ratio = armored.car_t_peak_cells_per_ul_blood.median() / plain.car_t_peak_cells_per_ul_blood.median()
+    assert ratio > 3.0  # same patients and dose: IL-18 alone must raise the median peak several-fold
+    for arm in ("cll1_savvy_il18.dose_0.03e6", "cll1_savvy_il18.dose_0.3e6"):
+        assert (cohort(arm).crs_grade >= 3).mean() >= 0.2
+
+
+def test_cd19_in_t821_responds_in_nearly_all_with_grade_3_4_cytopenias():
+    # reported: response in 10 of 10 and grade 3-4 cytopenias in 10 of 10. 10 of 10 lies in the
+    # central 95% predictive interval only if the model's rate is above 0.69 (r^10 >= 0.025).
+    d = cohort("cd19_t821.all_doses")
+    assert d.response_day28.isin(["CR", "CRi", "MLFS", "PR"]).mean() >= 0.69
+    assert (d.neutropenia_grade >= 3).mean() >= 0.69
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not reproduced: CRS in the model is target-limited for fit products, so it barely rises from 3e6 "
+    "to 10e6/kg (results/TRIALS.md, issue 4 note)",
+)
+def test_cd123_crs_rises_from_grade_2_at_3e6_to_grade_4_5_with_iec_hs_at_10e6():
+    # reported: grade 2 in 3 of 3 at 3e6/kg; grade 4-5 with IEC-HS in 3 of 3 at 10e6/kg. 3 of 3 lies
+    # in the central 95% predictive interval only if the model's rate is above ~0.3 (r^3 >= 0.025).
+    low, high = cohort("cd123_dasatinib.dose_3e6"), cohort("cd123_dasatinib.dose_10e6")
+    assert (low.crs_grade == 2).mean() >= 0.3
+    assert (high.crs_grade >= 4).mean() >= 0.3
+    assert high.iec_hs.mean() >= 0.3
