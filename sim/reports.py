@@ -264,11 +264,12 @@ def validation_report(records: list, n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: Rows of the trials table: label, reported-metric key (``sim.validate.outcome``) or None, rule on patients.
+#: Rows of the trials table: label and metric, a reported-metric key (``sim.validate.outcome``)
+#: or a cohort outcome (``sim.cohort.OUTCOMES``) for rows no study reports.
 TRIAL_ROWS = (
     ("marrow remission CR/CRi/MLFS (reported 'CR')", "complete_remission"),
-    ("CR (ELN 2022, counts recovered)", None),
-    ("CR + CRi", None),
+    ("CR (ELN 2022, counts recovered)", "cr"),
+    ("CR + CRi", "cr_cri"),
     ("MRD-negative CR/CRi (< 0.1% blasts)", "mrd_negative_complete_remission"),
     ("overall response (+ PR)", "overall_response"),
     *((f"CRS grade {g}", f"crs_grade:{g}") for g in range(6)),
@@ -281,10 +282,6 @@ TRIAL_ROWS = (
     ("neutropenia grade 4 (reported: neutropenia or thrombocytopenia)", "other:neutropenia_or_thrombocytopenia_grade_4"),
     ("bacterial infection by day 28 (reported: sepsis)", "other:sepsis"),
 )
-_EXTRA_RULES = {
-    "CR (ELN 2022, counts recovered)": lambda d: d.response_day28 == "CR",
-    "CR + CRi": lambda d: d.response_day28.isin(["CR", "CRi"]),
-}
 
 
 def _dose_text(dose) -> str:
@@ -292,10 +289,11 @@ def _dose_text(dose) -> str:
     return "-".join(str(d) for d in dose) if isinstance(dose, list) else str(dose)
 
 
-def _trial_hits(label: str, key: str | None, patients):
+def _trial_hits(metric: str, patients):
+    from sim.cohort import OUTCOMES
     from sim.validate import outcome
 
-    return _EXTRA_RULES[label](patients) if key is None else outcome(key, patients)
+    return OUTCOMES[metric](patients) if metric in OUTCOMES else outcome(metric, patients)
 
 
 def trials_report(n: int, workers: int) -> str:
@@ -331,7 +329,7 @@ def trials_report(n: int, workers: int) -> str:
                 "|---|---|---|---|",
             ]
             for label, metric in TRIAL_ROWS:
-                hits = _trial_hits(label, metric, patients)
+                hits = _trial_hits(metric, patients)
                 w = wilson(int(hits.sum()), len(hits))
                 rep = f"{reported[metric]}/{n_rep}" if metric in reported else ("NR" if n_rep else "-")
                 small = f"{int(hits.iloc[:n_rep].sum())}/{n_rep}" if n_rep else "-"
@@ -462,19 +460,20 @@ def main() -> None:
     elif args.report == "icar":
         text = icar_report(args.n, args.grid_n or max(args.n // 5, 20), workers)
         (ROOT / "results" / "ICAR.md").write_text(text)
-    elif args.report == "trials":
-        path = ROOT / "results" / "TRIALS.md"
-        text = _keep_discussion(path, trials_report(args.n, workers))
-        path.write_text(text)
-    elif args.report in ("sweeps", "screen"):
-        path = ROOT / "results" / ("SWEEPS.md" if args.report == "sweeps" else "TARGET_SCREEN.md")
-        text = _keep_discussion(path, sweeps_report() if args.report == "sweeps" else screen_report())
-        path.write_text(text)
-    else:
+    else:  # reports with a hand-written discussion kept below the marker
         from sim.validate import run_validation
 
-        path = ROOT / "results" / "VALIDATION.md"
-        text = _keep_discussion(path, validation_report(run_validation(ROOT / "scenarios", args.n, workers), args.n))
+        name, generate = {
+            "trials": ("TRIALS.md", lambda: trials_report(args.n, workers)),
+            "sweeps": ("SWEEPS.md", sweeps_report),
+            "screen": ("TARGET_SCREEN.md", screen_report),
+            "validation": (
+                "VALIDATION.md",
+                lambda: validation_report(run_validation(ROOT / "scenarios", args.n, workers), args.n),
+            ),
+        }[args.report]
+        path = ROOT / "results" / name
+        text = _keep_discussion(path, generate())
         path.write_text(text)
     print(text)
 
