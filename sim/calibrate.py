@@ -247,7 +247,7 @@ def run_calibration(spec_path: Path, out: Path, workers: int = 1, scheduler: str
     problem = Problem(spec, Path(spec_path))
     key = spec_hash(spec, problem)
     state_file, db = out / "fit.json", f"sqlite:///{(out / 'abc.db').resolve()}"
-    refuse_other_work(state_file, key, "the spec of the fit started there")
+    refuse_other_work(out, state_file.name, key, "the spec of the fit started there")
     map_, close = ordered_map(workers, scheduler)  # before anything is written: a bad --scheduler leaves nothing
     out.mkdir(parents=True, exist_ok=True)
     ranges = {n: prior_range(n, p) for n, p in spec.parameters.items()}

@@ -140,7 +140,7 @@ def cohort(
     out_dir = check_output_dir(out or Path("results") / f"{sc.name}-cohort")
     workers = workers or default_workers()
     key = spec_hash(sc, n)
-    refuse_other_work(out_dir / "chunks" / "spec.json", key, "the scenario and -n of the unfinished cohort there")
+    refuse_other_work(out_dir, "chunks/spec.json", key, "the scenario and -n of the unfinished cohort there")
     if dry_run:
         console.print_json(sc.model_dump_json())
         console.print(f"[green]valid[/green]: {n} patients of {sc.name} on {workers} workers -> {out_dir}/")

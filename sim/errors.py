@@ -25,6 +25,14 @@ class UserError(Exception):
         super().__init__(f"{where} = {shown}: expected {expected}")
 
 
+def did_you_mean(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``word``, or an empty string."""
+    import difflib
+
+    hint = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
 class SpecKeyError(ValueError):
     """Raised inside a spec validator: names the spec key (a dotted path from the file's top)."""
 
@@ -41,16 +49,13 @@ def spec_error(exc, source: str, allowed: list[str] | tuple[str, ...] = ()) -> U
         source: The spec file.
         allowed: Keys that may appear where an unknown key was found (for "did you mean").
     """
-    import difflib
-
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     keyed = (err.get("ctx") or {}).get("error")
     if isinstance(keyed, SpecKeyError):
         return UserError(source, keyed.key, keyed.value, str(keyed))
     if err["type"] == "extra_forbidden":
-        hint = difflib.get_close_matches(str(err["loc"][-1]), list(allowed), n=1)
-        return UserError(source, loc, err.get("input"), "no such key" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        return UserError(source, loc, err.get("input"), "no such key" + did_you_mean(err["loc"][-1], allowed))
     if err["type"] == "missing":
         return UserError(source, loc, None, "this required key to be given")
     return UserError(source, loc, err.get("input"), err["msg"].removeprefix("Value error, ").removeprefix("Input should be "))

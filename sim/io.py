@@ -35,20 +35,18 @@ def content_hash(data) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def refuse_other_work(state_file: Path, key: str, what: str) -> None:
-    """Refuse to resume in a folder whose ``state_file`` records other work than ``key``.
+def refuse_other_work(folder: Path, state_name: str, key: str, what: str) -> None:
+    """Refuse to resume in ``folder`` when its state file ``state_name`` records other work than ``key``.
 
     Raises:
         UserError: Naming the folder, the state file, the recorded hash and ``what`` was expected.
     """
-    state_file = Path(state_file)
+    state_file = Path(folder) / state_name
     if not state_file.exists():
         return
     old = json.loads(state_file.read_text()).get("hash")
     if old != key:
-        folder = state_file.parent.parent if state_file.parent.name in ("chunks", "points") else state_file.parent
-        where = state_file.relative_to(folder)
-        raise UserError(str(folder), str(where), old, f"{what} (this run is {key}); use another --out or remove the folder")
+        raise UserError(str(folder), state_name, old, f"{what} (this run is {key}); use another --out or remove the folder")
 
 
 def write_json(path: str | Path, data: dict) -> None:

@@ -9,7 +9,6 @@ be overridden by a dotted path with ``--set``.
 
 from __future__ import annotations
 
-import difflib
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sim.antigens import default_atlas
-from sim.errors import UserError
+from sim.errors import UserError, did_you_mean
 from sim.params import PARAMETERS
 
 
@@ -173,9 +172,7 @@ class Patient(_Strict):
 def _check_antigen(name: str) -> str:
     known = default_atlas().names
     if name not in known:
-        hint = difflib.get_close_matches(name, known, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(f"an antigen of the atlas: one of {', '.join(known)}{extra}")
+        raise ValueError(f"an antigen of the atlas: one of {', '.join(known)}{did_you_mean(name, known)}")
     return name
 
 
@@ -344,9 +341,8 @@ class Scenario(_Strict):
     def _known_params(cls, v: dict[str, float]) -> dict[str, float]:
         for name, value in v.items():
             if name not in PARAMETERS:
-                hint = difflib.get_close_matches(name, PARAMETERS, n=1)
-                extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise KeyedValueError(name, value, f"a parameter name of sim.params (list them with `cart-sim params`){extra}")
+                expected = "a parameter name of sim.params (list them with `cart-sim params`)" + did_you_mean(name, PARAMETERS)
+                raise KeyedValueError(name, value, expected)
             p = PARAMETERS[name]
             if not (p.low <= value <= p.high) or not math.isfinite(value):
                 raise KeyedValueError(name, value, f"a finite value within [{p.low:g}, {p.high:g}] {p.unit}")
@@ -399,8 +395,7 @@ def _first_error(exc: ValidationError, source: str) -> UserError:
     value = err.get("input")
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
-        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        expected = "no such key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        expected = "no such key" + did_you_mean(loc[-1], allowed)
         expected += f"; allowed here: {', '.join(allowed)}" if allowed else ""
         return UserError(source, path, value, expected)
     if err["type"] == "missing":

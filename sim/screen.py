@@ -13,7 +13,6 @@ bootstrap over patients (the same resampled patients for every design).
 from __future__ import annotations
 
 import copy
-import difflib
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sim.cohort import CONTINUOUS, OUTCOMES
-from sim.errors import UserError, spec_error
+from sim.errors import UserError, did_you_mean, spec_error
 from sim.scenario import Scenario, load_base, read_yaml_mapping, set_path, validate
 
 
@@ -77,8 +76,7 @@ class Screen:
             (f"toxicities.{k}.metric", t.metric) for k, t in enumerate(self.spec.toxicities)
         ]:
             if m not in metric_names():
-                hint = difflib.get_close_matches(m, metric_names(), n=1)
-                raise UserError(src, key, m, "a per-patient metric" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                raise UserError(src, key, m, "a per-patient metric" + did_you_mean(m, metric_names()))
         base, data = load_base(self.path, self.spec.base, self.spec.set)
         self.scenarios: dict[str, Scenario] = {}
         for name, values in self.spec.designs.items():

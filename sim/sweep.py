@@ -14,7 +14,6 @@ different spec in the same folder is refused.
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
 import json
 import math
@@ -27,7 +26,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sim.cohort import CONTINUOUS, OUTCOMES, patients_frame, run_chunk, wilson
-from sim.errors import SpecKeyError, UserError, spec_error
+from sim.errors import SpecKeyError, UserError, did_you_mean, spec_error
 from sim.scenario import Scenario, load_base, read_yaml_mapping, related_paths, set_path, validate, yaml_number
 
 MEDIAN_PREFIX = "median_"
@@ -123,8 +122,7 @@ class SweepSpec(_Strict):
     def _consistent(self) -> SweepSpec:
         for m in self.metrics:
             if m not in known_metrics():
-                hint = difflib.get_close_matches(m, known_metrics(), n=1)
-                raise SpecKeyError("metrics", m, "a metric name" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                raise SpecKeyError("metrics", m, "a metric name" + did_you_mean(m, known_metrics()))
         for m in self.window:
             if m not in self.metrics:
                 raise SpecKeyError(f"window.{m}", m, f"a metric listed under metrics ({', '.join(self.metrics)})")
@@ -269,7 +267,9 @@ def run_sweep(
 
     key = sweep.spec_hash()
     spec_file = points_dir / "spec.json"
-    refuse_other_work(spec_file, key, "the same sweep spec as the one started there")
+    refuse_other_work(
+        points_dir.parent, f"{points_dir.name}/{spec_file.name}", key, "the same sweep spec as the one started there"
+    )
     done = {i: json.loads(f.read_text()) for i in range(len(sweep.points)) if (f := _point_file(points_dir, i)).exists()}
     if progress:
         progress(len(done))
