@@ -2,9 +2,10 @@
 
 * **CRS**: a latent inflammation index relaxes (time constant ``inflammation_tau_h``)
   toward ``IL-6 / il6_ref + IFN-gamma / ifng_ref`` in blood, IL-6 reduced by
-  ``tocilizumab_il6_block`` while tocilizumab blocks its receptor. Grades 1-4 are the index crossing
-  ``CRS_THRESHOLDS[0..3]`` (fever, hypotension, one vasopressor, several); grade 5 (death)
-  is the index above ``CRS_THRESHOLDS[4]`` for 12 hours.
+  ``tocilizumab_il6_block`` while tocilizumab blocks its receptor. Grade 1 (fever) is the
+  index crossing ``crs_fever_index``; grades 2-4 crossing ``CRS_THRESHOLDS[0..2]``
+  (hypotension, one vasopressor, several); grade 5 (death) is the index above
+  ``CRS_THRESHOLDS[3]`` for 12 hours.
 * **ICANS**: a neurotoxicity index relaxes (twice slower) toward
   ``sqrt(IL-6 x IFN-gamma) / icans_ref``; grades 1-4 at ``ICANS_THRESHOLDS``.
 * **Interventions by rule**: tocilizumab once at CRS >= its grade (blocks IL-6 signalling
@@ -119,9 +120,9 @@ class Clinic:
         s.inflammation = drive + (s.inflammation - drive) * math.exp(-rate * dt_h)
         neuro_drive = math.sqrt(max(cyt[PB, IL6], 0.0) * max(cyt[PB, IFNG], 0.0)) / p["icans_ref_pg_per_ml"]
         s.neuro = neuro_drive + (s.neuro - neuro_drive) * math.exp(-0.5 * rate * dt_h)
-        s.crs_now = int(sum(s.inflammation >= th for th in CRS_THRESHOLDS[:4]))
+        s.crs_now = int(s.inflammation >= p["crs_fever_index"]) + sum(s.inflammation >= th for th in CRS_THRESHOLDS[:3])
         s.icans_now = int(sum(s.neuro >= th for th in ICANS_THRESHOLDS))
-        s.crs5_hours = s.crs5_hours + dt_h if s.inflammation >= CRS_THRESHOLDS[4] else 0.0
+        s.crs5_hours = s.crs5_hours + dt_h if s.inflammation >= CRS_THRESHOLDS[3] else 0.0
         if s.crs5_hours >= CRS5_HOURS:
             s.crs_now = 5
 

@@ -255,7 +255,10 @@ class Simulation:
         self.k_kill = p["k_kill_molecules"] * factor
         self.k_cyt = p["k_cytokine_molecules"] * factor
         self.k_exh = p[EXHAUSTION_PARAM[prod.costimulation]]
-        self.armor_fg = p["il18_armor_fg_per_cell_h"] if prod.armoring == "IL-18" else 0.0
+        armored = prod.armoring == "IL-18"
+        self.armor_fg = p["il18_armor_fg_per_cell_h"] if armored else 0.0
+        # IL-18 gain on CAR T proliferation, IFN-gamma and macrophage drive (0: no response)
+        self.il18_boost_max = p["il18_boost_max"] * (1.0 if armored else p["il18_response_unarmored"])
         self.competence = np.array([p["competence_memory"], 1.0, p["competence_exhausted"]])
         # activation of each lineage class (constant densities from the atlas)
         self.my_a_kill, self.my_a_stim = self.activations(self.atlas.stage_density_matrix(), N_STAGES)
@@ -269,6 +272,8 @@ class Simulation:
         if prod.manufacturing == "dasatinib":
             mem = 1.0 - 0.5 * (1.0 - mem)  # assumed: dasatinib halves the differentiated share
         self.memory_fraction = mem
+        fold = p["dasatinib_expansion_fold"] if prod.manufacturing == "dasatinib" else 1.0
+        self.expansion_fitness = self.patient.product_fitness * fold
         self.dose_cells = float(np.round(self.patient.dose_cells_per_kg * self.patient.weight_kg))
         self.car_t = Frame(4 * self.scenario.resolution.car_t_agents + 64, ("load",))
         self.infused = False
@@ -478,8 +483,8 @@ class Simulation:
         self._seed("car_t")
         p, ct = self.p, self.car_t
         ct.ensure(ct.n + 9)
-        if self.armor_fg > 0.0:  # autocrine: only an IL-18 armored product is boosted (assumed)
-            nb_il18_boost(self.cyt, p["il18_baseline_pg_per_ml"], p["il18_half_sat_pg_per_ml"], p["il18_boost_max"], self.boost)
+        if self.il18_boost_max > 0.0:
+            nb_il18_boost(self.cyt, p["il18_baseline_pg_per_ml"], p["il18_half_sat_pg_per_ml"], self.il18_boost_max, self.boost)
         ct.n = nb_update_car_t(
             self.dt,
             ct.w,
@@ -490,7 +495,7 @@ class Simulation:
             self.stim,
             self.sigma,
             self.boost,
-            self.patient.product_fitness,
+            self.expansion_fitness,
             self.ld_signal(self.t_day),
             p["ld_expansion_floor"],
             self.t_cell_space(self.car_t.total()),
@@ -599,7 +604,7 @@ class Simulation:
             p["il18_macrophage_fold"],
             self.armor_fg,
             p["il18_half_sat_pg_per_ml"],
-            p["il18_boost_max"],
+            self.il18_boost_max,
             p["cytokine_exchange_per_h"],
         )
 

@@ -103,7 +103,7 @@ class MeanField:
                     k,
                     g,
                     sigma[c],
-                    sim.patient.product_fitness,
+                    sim.expansion_fitness,
                     1.0,
                     ld_sig,
                     p["ld_expansion_floor"],
@@ -156,9 +156,7 @@ class MeanField:
             if not present[c]:
                 continue
             v_ml = sim.volume_l[c] * 1e3
-            gain = 1.0
-            if sim.armor_fg > 0:
-                gain = il18_boost(C[c, IL18], p["il18_baseline_pg_per_ml"], p["il18_half_sat_pg_per_ml"], p["il18_boost_max"])
+            gain = il18_boost(C[c, IL18], p["il18_baseline_pg_per_ml"], p["il18_half_sat_pg_per_ml"], sim.il18_boost_max)
             dC[c, IFNG] += p["ifng_pg_per_engagement"] * sigma[c] * t_kill[c] * gain / v_ml - kf * C[c, IFNG]
             drive = (
                 p["macrophage_activation_per_h"]

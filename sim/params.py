@@ -127,6 +127,15 @@ PARAMETERS: dict[str, Param] = {
     "exhaustion_per_engagement_savvy": Param(
         0.03, "1/engagement", "Geyer 2024 abstract: modified CD28 limits exhaustion", "L", (0.001, 0.03)
     ),
+    "dasatinib_expansion_fold": Param(
+        1.0,
+        "x product fitness",
+        "assumed 1; dasatinib-rested, less differentiated products expand more (Weber 2021 Science; Naik 2024 "
+        "abstract: 'expanded well')",
+        "L",
+        (1.0, 3.0),
+        low=0.01,
+    ),
     "homeostatic_division_per_h": Param(
         0.01, "1/h", "assumed IL-7/IL-15 driven expansion after lymphodepletion", "L", (0.0, 0.03)
     ),
@@ -163,6 +172,15 @@ PARAMETERS: dict[str, Param] = {
     ),
     "il18_boost_max": Param(2.0, "x", "Geyer 2024: expansion at 10-100x lower doses", "L", (0.5, 5.0)),
     "il18_half_sat_pg_per_ml": Param(2000.0, "pg/mL", "assumed", "L", (200.0, 2e4), low=1e-3),
+    "il18_response_unarmored": Param(
+        0.0,
+        "x",
+        "assumed 0 (only an armored product responds); activated T cells carry IL-18R (Nakanishi 2001 Annu Rev "
+        "Immunol), so macrophage IL-18 feeding back on any CAR T (the HLH loop) is the prior's upper end",
+        "L",
+        (0.0, 1.0),
+        high=1.0,
+    ),
     # --- clinical latent states ------------------------------------------------------
     "il6_ref_pg_per_ml": Param(
         50.0, "pg/mL", "calibrated: IL-6 that gives fever (peak IL-6 by grade not found)", "L", (10.0, 200.0), low=1e-3
@@ -170,6 +188,9 @@ PARAMETERS: dict[str, Param] = {
     "ifng_ref_pg_per_ml": Param(100.0, "pg/mL", "calibrated", "L", (20.0, 500.0), low=1e-3),
     "tocilizumab_il6_block": Param(
         0.5, "fraction", "assumed: IL-6 receptor blockade halves IL-6 signalling in the CRS index", "L", (0.2, 0.95), high=1.0
+    ),
+    "crs_fever_index": Param(
+        1.0, "-", "calibrated: inflammation index at which fever starts (CRS grade 1)", "L", (0.3, 3.0), low=1e-3
     ),
     "inflammation_tau_h": Param(6.0, "h", "assumed lag of fever/hypotension behind cytokines", "L", (1.0, 24.0), low=0.1),
     "icans_ref_pg_per_ml": Param(300.0, "pg/mL", "calibrated IFN-gamma scale of neurotoxicity", "L", (50.0, 2000.0), low=1e-3),
@@ -219,8 +240,9 @@ PARAMETERS: dict[str, Param] = {
     "lethal_blast_burden": Param(2e12, "cells", "assumed: ~2 kg of leukemia", "L", (5e11, 5e12), low=1.0),
 }
 
-#: Grade thresholds of the dimensionless inflammation index (CRS 1..5). Calibrated (L).
-CRS_THRESHOLDS = (1.0, 15.0, 40.0, 100.0, 400.0)
+#: Thresholds of the dimensionless inflammation index for CRS grades 2..5 (grade 1 is the
+#: parameter ``crs_fever_index``, so that calibration can fit it). Calibrated (L).
+CRS_THRESHOLDS = (15.0, 40.0, 100.0, 400.0)
 #: Grade thresholds of the neurotoxicity index (ICANS 1..4). Calibrated (L).
 ICANS_THRESHOLDS = (2.0, 6.0, 15.0, 40.0)
 

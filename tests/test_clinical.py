@@ -41,10 +41,18 @@ def hold(c, fake, il6, ifng, hours, t0=1.0):
         c.update(t0 + h / 24, t0 + (h + 1) / 24)
 
 
+def test_fever_index_sets_grade1():
+    """An index twice the fever threshold (and far below hypotension) is grade 1; a higher fever threshold, grade 0."""
+    for fever, grade in ((1.0, 1), (3.0, 0)):
+        c, fake = clinic(**{"params.crs_fever_index": fever})
+        hold(c, fake, 2.0 * c.p["il6_ref_pg_per_ml"], 0.0, 48)  # index -> 2
+        assert c.state.crs_now == grade
+
+
 def test_cytokines_above_grade3_threshold_give_crs3():
     c, fake = clinic(**{"interventions.tocilizumab_at_crs_grade": "null"})
     p = c.p
-    il6 = 1.2 * CRS_THRESHOLDS[2] * p["il6_ref_pg_per_ml"]  # drive 1.2x the grade-3 (one vasopressor) threshold
+    il6 = 1.2 * CRS_THRESHOLDS[1] * p["il6_ref_pg_per_ml"]  # drive 1.2x the grade-3 (one vasopressor) threshold
     hold(c, fake, il6, 0.0, 48)
     assert c.state.crs_now == 3
     assert c.state.steroids_given  # rule: steroids at CRS >= 3
@@ -52,14 +60,14 @@ def test_cytokines_above_grade3_threshold_give_crs3():
 
 def test_tocilizumab_given_at_grade2_lowers_the_index():
     c, fake = clinic()
-    il6 = 1.2 * CRS_THRESHOLDS[2] * c.p["il6_ref_pg_per_ml"]
+    il6 = 1.2 * CRS_THRESHOLDS[1] * c.p["il6_ref_pg_per_ml"]
     hold(c, fake, il6, 0.0, 48)
     assert c.state.toci_given and c.state.crs_now < 3  # IL-6 signalling blocked
 
 
 def test_crs_grade5_needs_a_sustained_extreme_index():
     c, fake = clinic(**{"interventions.tocilizumab_at_crs_grade": "null"})
-    extreme = 1.5 * CRS_THRESHOLDS[4] * c.p["il6_ref_pg_per_ml"]
+    extreme = 1.5 * CRS_THRESHOLDS[3] * c.p["il6_ref_pg_per_ml"]
     hold(c, fake, extreme, 0.0, 8)  # the index crosses the grade-5 level after ~7 h: not yet sustained
     assert c.state.crs_now == 4 and c.state.death_day is None
     hold(c, fake, extreme, 0.0, int(CRS5_HOURS) + 24, t0=2.0)

@@ -66,3 +66,27 @@ def test_cll1_patient_has_the_reported_shape():
     t_il6 = pb.t_days.to_numpy()[np.argmax(pb.il6_pg_per_ml.to_numpy())]
     assert 0 < t_il6 <= s["car_t_tmax_days"] + 2
     assert s["il6_peak_pg_per_ml"] > 30 * 3.0  # well above the 3 pg/mL baseline
+
+
+def _peak(name: str, *overrides: str) -> dict:
+    return Simulation(scenario(name, "horizon_days=21", *overrides)).run().summary
+
+
+def test_macrophage_il18_feeds_back_on_an_unarmored_product_that_responds_to_it():
+    """The HLH loop: with ``il18_response_unarmored`` 1, macrophage IL-18 raises IFN-gamma; with 0 it cannot."""
+    off = _peak("cll1_standard", "params.il18_response_unarmored=0")
+    on = _peak("cll1_standard", "params.il18_response_unarmored=1")
+    assert on["ifng_peak_pg_per_ml"] > 1.2 * off["ifng_peak_pg_per_ml"]
+
+
+def test_dasatinib_expansion_fold_acts_on_a_dasatinib_product_only():
+    """Same patient: the fold raises expansion of a dasatinib product and leaves a standard one unchanged."""
+    das = "product.manufacturing=dasatinib"
+    assert (
+        _peak("cll1_standard", "params.dasatinib_expansion_fold=2")["car_t_peak_cells_per_ul_blood"]
+        == _peak("cll1_standard")["car_t_peak_cells_per_ul_blood"]
+    )
+    assert (
+        _peak("cll1_standard", das, "params.dasatinib_expansion_fold=2")["car_t_peak_cells_per_ul_blood"]
+        > 1.1 * _peak("cll1_standard", das)["car_t_peak_cells_per_ul_blood"]
+    )

@@ -1,7 +1,8 @@
 """Phase 5: cytokines per compartment (concentrations in pg/mL).
 
-* IFN-gamma: released per cytokine-level engagement (``p_ifn`` pg), raised by IL-18 for an
-  armored product;
+* IFN-gamma: released per cytokine-level engagement (``p_ifn`` pg), raised by IL-18 above
+  baseline (gain ``b``: the product's ``il18_boost_max``, scaled by ``il18_response_unarmored``
+  unless it is armored);
 * macrophage activation ``M`` in [0, 1]: driven by IFN-gamma (Hill 3, half-saturation ``K``: a storm, not
   chronic low-level activation) and
   IL-18, decays at ``k_dec``;
@@ -114,7 +115,7 @@ def _cytokine_substep(
         if not present[c]:
             continue
         v_ml = volume_l[c] * 1e3
-        il18_gain = il18_boost(cyt[c, IL18], il18_base, il18_half_sat, il18_boost_max) if armor_fg > 0.0 else 1.0
+        il18_gain = il18_boost(cyt[c, IL18], il18_base, il18_half_sat, il18_boost_max)
         ifn_prod = p_ifn * sigma[c] * t_engaged[c] * il18_gain * damp / v_ml
         cyt[c, IFNG] = relax(cyt[c, IFNG], ifn_prod / k_ifn, k_ifn, dt)
         drive = k_act * hill(cyt[c, IFNG], k_mac, 3.0) * il18_gain * damp
@@ -142,7 +143,7 @@ def _cytokine_substep(
 
 @njit(cache=True)
 def il18_boost(il18, il18_base, il18_half_sat, il18_boost_max):
-    """Boost ``1 + b * excess / (excess + K)`` from IL-18 above baseline (armored products)."""
+    """Boost ``1 + b * excess / (excess + K)`` from IL-18 above baseline (``b = 0``: no response)."""
     e = max(0.0, il18 - il18_base)
     return 1.0 + il18_boost_max * e / (e + il18_half_sat)
 
