@@ -268,11 +268,11 @@ class Simulation:
             t_dens[names.index(a)] = 0.0
         t_kill, t_stim = self.activations(t_dens.reshape(-1, 1), 1)
         self.car_a_kill, self.car_a_stim = float(t_kill[0]), float(t_stim[0])
-        mem = prod.memory_fraction
+        mem, fold = prod.memory_fraction, 1.0
         if prod.manufacturing == "dasatinib":
             mem = 1.0 - 0.5 * (1.0 - mem)  # assumed: dasatinib halves the differentiated share
+            fold = p["dasatinib_expansion_fold"]
         self.memory_fraction = mem
-        fold = p["dasatinib_expansion_fold"] if prod.manufacturing == "dasatinib" else 1.0
         self.expansion_fitness = self.patient.product_fitness * fold
         self.dose_cells = float(np.round(self.patient.dose_cells_per_kg * self.patient.weight_kg))
         self.car_t = Frame(4 * self.scenario.resolution.car_t_agents + 64, ("load",))

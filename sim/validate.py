@@ -53,13 +53,15 @@ def grade_range(key: str) -> tuple[int, int]:
 
 def outcome(metric: str, patients: pd.DataFrame) -> pd.Series | None:
     """Per-patient indicator of a reported metric, or ``None`` if the model has none."""
+    from sim.cohort import OUTCOMES
+
     d = patients
     if metric == "complete_remission":
-        return d.response_day28.isin(["CR", "CRi", "MLFS"])
+        return OUTCOMES["cr_cri_mlfs"](d)
     if metric == "mrd_negative_complete_remission":
         return d.mrd_negative.astype(bool)
     if metric == "overall_response":
-        return d.response_day28.isin(["CR", "CRi", "MLFS", "PR"])
+        return OUTCOMES["overall_response"](d)
     family, _, key = metric.partition(":")
     if family in ("crs_grade", "icans_grade"):
         lo, hi = grade_range(key)

@@ -115,7 +115,7 @@ def _cytokine_substep(
         if not present[c]:
             continue
         v_ml = volume_l[c] * 1e3
-        il18_gain = il18_boost(cyt[c, IL18], il18_base, il18_half_sat, il18_boost_max)
+        il18_gain = il18_boost(cyt[c, IL18], il18_base, il18_half_sat, il18_boost_max) if il18_boost_max > 0.0 else 1.0
         ifn_prod = p_ifn * sigma[c] * t_engaged[c] * il18_gain * damp / v_ml
         cyt[c, IFNG] = relax(cyt[c, IFNG], ifn_prod / k_ifn, k_ifn, dt)
         drive = k_act * hill(cyt[c, IFNG], k_mac, 3.0) * il18_gain * damp
