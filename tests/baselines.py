@@ -4,6 +4,7 @@ Update after an intended change of the model with ``python -m tests.baselines`` 
 commit the diff of ``tests/baselines/*.json`` with the reason.
 """
 
+import argparse
 import json
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def baseline(path: Path) -> dict:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help must not overwrite
     for path in SCENARIOS:
         out = HERE / "baselines" / f"{path.stem}.json"
         out.write_text(json.dumps(baseline(path), indent=1, sort_keys=True) + "\n")
