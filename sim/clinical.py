@@ -101,6 +101,8 @@ class Clinic:
         suffix = f".{replicate}" if replicate else ""
         self.rng = rng.generator(sim.scenario.seed, sim.index, f"clinical.infection{suffix}")
         self.state = ClinicalState()
+        # index levels of CRS grades 1-4: the fever threshold (a parameter), then hypotension and vasopressors
+        self.crs_levels = (self.p["crs_fever_index"], *CRS_THRESHOLDS[:3])
 
     def update(self, t_day: float, t_end: float) -> None:
         """Advance the clinical state over the step [t_day, t_end)."""
@@ -120,7 +122,7 @@ class Clinic:
         s.inflammation = drive + (s.inflammation - drive) * math.exp(-rate * dt_h)
         neuro_drive = math.sqrt(max(cyt[PB, IL6], 0.0) * max(cyt[PB, IFNG], 0.0)) / p["icans_ref_pg_per_ml"]
         s.neuro = neuro_drive + (s.neuro - neuro_drive) * math.exp(-0.5 * rate * dt_h)
-        s.crs_now = int(s.inflammation >= p["crs_fever_index"]) + sum(s.inflammation >= th for th in CRS_THRESHOLDS[:3])
+        s.crs_now = int(sum(s.inflammation >= th for th in self.crs_levels))
         s.icans_now = int(sum(s.neuro >= th for th in ICANS_THRESHOLDS))
         s.crs5_hours = s.crs5_hours + dt_h if s.inflammation >= CRS_THRESHOLDS[3] else 0.0
         if s.crs5_hours >= CRS5_HOURS:

@@ -37,6 +37,8 @@ import pandas as pd
 import yaml
 from scipy.stats import betabinom
 
+from sim.cohort import OUTCOMES
+
 NOT_MODELLED = ("liver_function_damage", "dose_limiting_toxicity")
 
 
@@ -53,8 +55,6 @@ def grade_range(key: str) -> tuple[int, int]:
 
 def outcome(metric: str, patients: pd.DataFrame) -> pd.Series | None:
     """Per-patient indicator of a reported metric, or ``None`` if the model has none."""
-    from sim.cohort import OUTCOMES
-
     d = patients
     if metric == "complete_remission":
         return OUTCOMES["cr_cri_mlfs"](d)
