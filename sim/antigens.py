@@ -64,6 +64,7 @@ class AntigenInfo:
     source: str
     confidence: dict[str, str]
     priors: dict[str, tuple[float, float]]
+    negative_fraction_log_sd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ def load_atlas(path: str | Path | None = None) -> Atlas:
                 source=str(e["source"]).strip(),
                 confidence=dict(e.get("confidence") or {}),
                 priors={k: (float(v[0]), float(v[1])) for k, v in (e.get("priors") or {}).items()},
+                negative_fraction_log_sd=float(e.get("negative_fraction_log_sd", 0.0)),
             )
         )
     return Atlas(tuple(entries))

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from sim import rng
-from sim.antigens import Atlas, default_atlas
-from sim.scenario import Dist, Scenario
+from sim.antigens import AntigenInfo, Atlas, default_atlas
+from sim.scenario import AntigenPopulation, Dist, Scenario
 
 
 def draw(d: Dist, g: np.random.Generator) -> float:
@@ -60,11 +60,32 @@ class VirtualPatient:
     antigens: dict[str, AntigenState] = field(default_factory=dict)
 
     def flat(self) -> dict[str, float]:
-        """Scalar characteristics for tables (antigen medians as ``<name>_blast_median``)."""
+        """Scalar characteristics for tables (per antigen ``<name>_blast_median`` and ``<name>_negative_fraction``)."""
         out = {k: v for k, v in asdict(self).items() if k != "antigens"}
         for name, a in self.antigens.items():
             out[f"{name}_blast_median"] = a.blast_median if a.positive else 0.0
+            out[f"{name}_negative_fraction"] = a.negative_fraction if a.positive else 1.0
         return out
+
+
+def _antigen_state(a: AntigenInfo, over: AntigenPopulation | None, g) -> AntigenState:
+    """One antigen of one patient: the atlas entry with the scenario's population overrides."""
+    over = over or AntigenPopulation()
+
+    def pick(field: str) -> float:
+        value = getattr(over, field)
+        return getattr(a, field) if value is None else value
+
+    median, lsc = pick("blast_median"), pick("lsc_median")
+    if over.lsc_median is None and over.blast_median is not None:
+        lsc = a.lsc_median * median / a.blast_median  # keeps the atlas LSC:blast ratio
+    ga = g(f"antigen.{a.name}")
+    positive = bool(ga.random() < pick("aml_positive_fraction"))
+    factor = float(np.exp(pick("between_patient_log_sd") * ga.standard_normal()))  # shared by blasts and LSC
+    neg, neg_sd = pick("negative_fraction"), pick("negative_fraction_log_sd")
+    if neg_sd > 0.0:  # its own stream: the other draws of the patient do not move
+        neg = min(1.0, neg * float(np.exp(neg_sd * g(f"antigen.{a.name}.negative").standard_normal())))
+    return AntigenState(positive, float(median * factor), pick("within_patient_log_sd"), neg, float(lsc * factor))
 
 
 def sample_patient(scenario: Scenario, index: int, atlas: Atlas | None = None) -> VirtualPatient:
@@ -75,27 +96,7 @@ def sample_patient(scenario: Scenario, index: int, atlas: Atlas | None = None) -
     def g(name: str) -> np.random.Generator:
         return rng.generator(scenario.seed, index, f"patient.{name}")
 
-    antigens = {}
-    for a in atlas.antigens:
-        over = pop.antigens.get(a.name)
-        pos_frac = a.aml_positive_fraction
-        median, b_sd, w_sd, neg = a.blast_median, a.between_patient_log_sd, a.within_patient_log_sd, a.negative_fraction
-        lsc = a.lsc_median
-        if over is not None:
-            pos_frac = over.aml_positive_fraction if over.aml_positive_fraction is not None else pos_frac
-            lsc = (
-                over.lsc_median
-                if over.lsc_median is not None
-                else (lsc * over.blast_median / median if over.blast_median else lsc)
-            )
-            median = over.blast_median or median
-            b_sd = over.between_patient_log_sd if over.between_patient_log_sd is not None else b_sd
-            w_sd = over.within_patient_log_sd if over.within_patient_log_sd is not None else w_sd
-            neg = over.negative_fraction if over.negative_fraction is not None else neg
-        ga = g(f"antigen.{a.name}")
-        positive = bool(ga.random() < pos_frac)
-        factor = float(np.exp(b_sd * ga.standard_normal()))  # the patient's level, shared by blasts and LSC
-        antigens[a.name] = AntigenState(positive, float(median * factor), w_sd, neg, float(lsc * factor))
+    antigens = {a.name: _antigen_state(a, pop.antigens.get(a.name), g) for a in atlas.antigens}
     has_emd = bool(g("emd").random() < pop.emd_probability)
     return VirtualPatient(
         index=index,

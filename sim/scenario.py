@@ -128,6 +128,7 @@ class AntigenPopulation(_Strict):
     between_patient_log_sd: float | None = Field(None, ge=0)
     within_patient_log_sd: float | None = Field(None, ge=0)
     negative_fraction: float | None = Field(None, ge=0, le=1)
+    negative_fraction_log_sd: float | None = Field(None, ge=0)
 
 
 class Patient(_Strict):
