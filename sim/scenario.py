@@ -436,8 +436,26 @@ def related_paths(path: str, key_path: str) -> bool:
     return key_path == path or key_path.startswith(path + ".") or path.startswith(key_path + ".")
 
 
+def schema_default(parts: list[str]) -> dict:
+    """The schema's default of the section at ``parts`` as raw data (``{}`` where it has none).
+
+    Setting one key of a section the file leaves out (``patient.weight_kg.sd``) then
+    changes that key of the default and keeps the others.
+    """
+    model: Any = Scenario
+    default: Any = None
+    for part in parts:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None or field.is_required():
+            return {}
+        default, model = field.get_default(call_default_factory=True), field.annotation
+    return default.model_dump(mode="json", exclude_none=True) if isinstance(default, BaseModel) else {}
+
+
 def set_path(data: dict, parts: list[str], value: Any, source: str = "--set") -> None:
     """Set ``data[parts[0]][parts[1]]... = value`` in raw scenario data, creating sections.
+
+    A section the data leave out starts from its schema default (:func:`schema_default`).
 
     Raises:
         UserError: If a key on the way holds a value rather than a section.
@@ -446,7 +464,7 @@ def set_path(data: dict, parts: list[str], value: Any, source: str = "--set") ->
     for i, part in enumerate(parts[:-1]):
         nxt = node.get(part)
         if nxt is None:
-            node[part] = nxt = {}
+            node[part] = nxt = schema_default(parts[: i + 1])
         elif not isinstance(nxt, dict):
             raise UserError(source, ".".join(parts[: i + 1]), nxt, "a section with keys to set")
         node = nxt

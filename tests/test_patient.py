@@ -52,3 +52,11 @@ def test_the_share_is_at_most_one_and_reaches_the_patient_table():
 def test_a_negative_spread_is_refused_with_its_key_path():
     with pytest.raises(UserError, match="negative_fraction_log_sd"):
         scenario("cll1_standard", CLL1 % ", negative_fraction_log_sd: -1")
+
+
+def test_setting_one_key_of_a_distribution_the_file_leaves_out_keeps_its_other_defaults():
+    """``--set patient.inflammatory_reactivity.sd_log=1`` changes the spread of the default."""
+    from sim.scenario import Patient
+
+    sc = scenario("cll1_standard", "patient.inflammatory_reactivity.sd_log=1.0")
+    assert sc.patient.inflammatory_reactivity == Patient().inflammatory_reactivity.model_copy(update={"sd_log": 1.0})
