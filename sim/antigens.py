@@ -65,6 +65,7 @@ class AntigenInfo:
     confidence: dict[str, str]
     priors: dict[str, tuple[float, float]]
     negative_fraction_log_sd: float = 0.0
+    tissue: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ class Atlas:
     def t_cell_densities(self) -> np.ndarray:
         """Density of every antigen on T cells (fratricide)."""
         return np.array([a.t_cell for a in self.antigens])
+
+    def tissue_densities(self) -> np.ndarray:
+        """Density of every antigen on the non-depleted normal tissue met in blood and marrow."""
+        return np.array([a.tissue for a in self.antigens])
 
     def stage_density_matrix(self) -> np.ndarray:
         """Density of every antigen on every lineage class, shape (antigens, classes)."""
@@ -148,6 +153,7 @@ def load_atlas(path: str | Path | None = None) -> Atlas:
                 confidence=dict(e.get("confidence") or {}),
                 priors={k: (float(v[0]), float(v[1])) for k, v in (e.get("priors") or {}).items()},
                 negative_fraction_log_sd=float(e.get("negative_fraction_log_sd", 0.0)),
+                tissue=float(e.get("tissue", 0.0)),
             )
         )
     return Atlas(tuple(entries))

@@ -367,7 +367,7 @@ def load_param_set(name_or_path: str) -> dict[str, float]:
     Raises:
         UserError: If the file is missing or holds unknown or out-of-domain parameters.
     """
-    from sim.scenario import read_yaml_mapping
+    from sim.scenario import read_yaml_mapping, yaml_number
 
     p = Path(name_or_path)
     if not p.exists() and not p.suffix:
@@ -382,10 +382,11 @@ def load_param_set(name_or_path: str) -> dict[str, float]:
     values = read_yaml_mapping(p).get("params")
     if not isinstance(values, dict):
         raise UserError(str(p), "params", values, "a mapping of parameter names to values")
+    values = {n: yaml_number(v) for n, v in values.items()}  # 2.0e11 is a string to YAML 1.1
     for n, v in values.items():
         if n not in PARAMETERS:
             raise UserError(str(p), f"params.{n}", v, "a parameter name of sim.params")
-        if not isinstance(v, (int, float)) or not PARAMETERS[n].low <= v <= PARAMETERS[n].high:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not PARAMETERS[n].low <= v <= PARAMETERS[n].high:
             raise UserError(str(p), f"params.{n}", v, f"a number within [{PARAMETERS[n].low:g}, {PARAMETERS[n].high:g}]")
     return {n: float(v) for n, v in values.items()}
 

@@ -2,7 +2,9 @@
 
 * **CRS**: a latent inflammation index relaxes (time constant ``inflammation_tau_h``)
   toward ``IL-6 / il6_ref + IFN-gamma / ifng_ref`` in blood, IL-6 reduced by
-  ``tocilizumab_il6_block`` while tocilizumab blocks its receptor. Grade 1 (fever) is the
+  ``tocilizumab_il6_block`` while tocilizumab blocks its receptor, plus the capillary leak
+  of CAR T cells engaging target-positive endothelium (``vascular_leak_index_max``, off in
+  the shipped set). Grade 1 (fever) is the
   index crossing ``crs_fever_index``; grades 2-4 crossing ``CRS_THRESHOLDS[0..2]``
   (hypotension, one vasopressor, several); grade 5 (death) is the index above
   ``CRS_THRESHOLDS[3]`` for 12 hours.
@@ -29,7 +31,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from sim import rng
-from sim.core.common import BM, EMD, PB
+from sim.core.common import BM, EMD, PB, hill
 from sim.core.cytokines import IFNG, IL6
 from sim.params import CRS_THRESHOLDS, ICANS_THRESHOLDS
 from sim.readouts import EMD_DETECT_CELLS, PB_BLAST_DETECT_PER_UL
@@ -118,6 +120,9 @@ class Clinic:
         s, p, cyt = self.state, self.p, self.sim.cyt
         il6 = cyt[PB, IL6] * (1.0 - p["tocilizumab_il6_block"] if s.toci_active(t_day) else 1.0)
         drive = il6 / p["il6_ref_pg_per_ml"] + cyt[PB, IFNG] / p["ifng_ref_pg_per_ml"]
+        if p["vascular_leak_index_max"] > 0.0:  # capillary leak: CAR T cells engaging target-positive endothelium
+            engaged_per_ul = self.sim.car_t_per_ul_blood() * self.sim.tissue_a_stim
+            drive += p["vascular_leak_index_max"] * hill(engaged_per_ul, p["vascular_leak_half_car_t_per_ul"], 4.0)
         rate = 1.0 / p["inflammation_tau_h"]
         s.inflammation = drive + (s.inflammation - drive) * math.exp(-rate * dt_h)
         neuro_drive = math.sqrt(max(cyt[PB, IL6], 0.0) * max(cyt[PB, IFNG], 0.0)) / p["icans_ref_pg_per_ml"]

@@ -268,6 +268,10 @@ class Simulation:
             t_dens[names.index(a)] = 0.0
         t_kill, t_stim = self.activations(t_dens.reshape(-1, 1), 1)
         self.car_a_kill, self.car_a_stim = float(t_kill[0]), float(t_stim[0])
+        # the target on a normal tissue met in blood and marrow and not depleted (endothelium)
+        _, tissue_stim = self.activations(self.atlas.tissue_densities().reshape(-1, 1), 1)
+        self.tissue_a_stim = float(tissue_stim[0])
+        self.tissue_sigma = p["tissue_engagement_per_h"] * self.tissue_a_stim
         mem, fold = prod.memory_fraction, 1.0
         if prod.manufacturing == "dasatinib":
             mem = 1.0 - 0.5 * (1.0 - mem)  # assumed: dasatinib halves the differentiated share
@@ -275,6 +279,9 @@ class Simulation:
         self.memory_fraction = mem
         self.expansion_fitness = self.patient.product_fitness * fold
         self.dose_cells = float(np.round(self.patient.dose_cells_per_kg * self.patient.weight_kg))
+        # room for CAR T cells: the body's, or the programmed burst of the infused cells if smaller
+        burst = max(p["car_t_expansion_limit_fold"] * self.dose_cells, 1.0)
+        self.car_t_room = p["car_t_capacity_cells"] if armored else min(p["car_t_capacity_cells"], burst)
         self.car_t = Frame(4 * self.scenario.resolution.car_t_agents + 64, ("load",))
         self.infused = False
 
@@ -334,8 +341,19 @@ class Simulation:
         )
 
     def t_cell_space(self, car_t_cells: float) -> float:
-        """Room left for CAR T division: max(0, 1 - T / K_T)."""
-        return max(0.0, 1.0 - car_t_cells / self.p["car_t_capacity_cells"])
+        """Room left for CAR T division: max(0, 1 - T / room), room = min(K_T, burst of the infused cells)."""
+        return max(0.0, 1.0 - car_t_cells / self.car_t_room)
+
+    def add_tissue_engagement(self, sigma: np.ndarray) -> None:
+        """Add the engagements per CAR T cell per hour with the target-positive tissue of marrow and blood."""
+        if self.tissue_sigma > 0.0:
+            sigma[BM] += self.tissue_sigma
+            sigma[PB] += self.tissue_sigma
+
+    def car_t_per_ul_blood(self) -> float:
+        """CAR T cells per uL of blood (all phenotypes)."""
+        ct = self.car_t
+        return float(ct.w[: ct.n][ct.comp[: ct.n] == PB].sum()) / (self.volume_l[PB] * 1e6)
 
     def rejection_per_h(self, t_day: float) -> float:
         """Host rejection of an allogeneic product, rising as host immunity recovers (1 - L(t))."""
@@ -450,6 +468,7 @@ class Simulation:
             self.sigma,
             self.t_engaged,
         )
+        self.add_tissue_engagement(self.sigma)
         nb_record_load(ct.comp, ct.x, ct.n, self.sigma, self.dt)
         self.killed_total_myeloid += self.kills_myeloid
         self.killed_total_blasts += self.kills_blast.sum()
@@ -606,6 +625,9 @@ class Simulation:
             p["il18_half_sat_pg_per_ml"],
             self.il18_boost_max,
             p["cytokine_exchange_per_h"],
+            p["ifng_bystander_fg_per_cell_h"],
+            p["bystander_il18_half_sat_pg_per_ml"],
+            1.0 - p["macrophage_steroid_sensitivity"] * (1.0 - self.damp),
         )
 
     def traffic_rates(self) -> tuple[np.ndarray, np.ndarray]:

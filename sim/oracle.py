@@ -19,7 +19,7 @@ from scipy.integrate import solve_ivp
 from sim.antigens import Stage
 from sim.core.car_t import EFFECTOR, MEMORY, car_t_rates
 from sim.core.common import BM, EMD, N_COMP, PB, engagement_rate, hill, space_factor
-from sim.core.cytokines import IFNG, IL6, IL18, MAC, il18_boost
+from sim.core.cytokines import IFNG, IL6, IL18, MAC, bystander_ifng, il18_boost
 from sim.core.hematopoiesis import N_STAGES
 from sim.model import Simulation, stage_compartments
 
@@ -88,6 +88,7 @@ class MeanField:
                 rho = engagement_rate(act_kill[c], t_kill[c], sim.volume_l[c], p["search_rate_l_per_h"], p["handling_time_h"])
                 hazard[c] = rho * t_kill[c] * p["kill_per_activation"] / act_kill[c]
                 sigma[c] = rho * act_stim[c] / act_kill[c]
+        sim.add_tissue_engagement(sigma)
         dB -= hazard[None, :] * self.a_kill[:, None] * B
         dM -= hazard[self.my_comp] * sim.my_a_kill * M
         fratricide = hazard * sim.car_a_kill
@@ -158,6 +159,13 @@ class MeanField:
             v_ml = sim.volume_l[c] * 1e3
             gain = il18_boost(C[c, IL18], p["il18_baseline_pg_per_ml"], p["il18_half_sat_pg_per_ml"], sim.il18_boost_max)
             dC[c, IFNG] += p["ifng_pg_per_engagement"] * sigma[c] * t_kill[c] * gain / v_ml - kf * C[c, IFNG]
+            byst = bystander_ifng(
+                p["ifng_bystander_fg_per_cell_h"],
+                car_cells[c],
+                C[c, IL18] - p["il18_baseline_pg_per_ml"],
+                p["bystander_il18_half_sat_pg_per_ml"],
+            )
+            dC[c, IFNG] += byst / v_ml
             drive = (
                 p["macrophage_activation_per_h"]
                 * sim.patient.inflammatory_reactivity

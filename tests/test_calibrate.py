@@ -88,6 +88,7 @@ def test_params_option_loads_a_parameter_set_under_scenario_params(tmp_path):
         ({"params": {"hill_nn": 3.0}}, "params.hill_nn", "a parameter name"),
         ({"params": {"icar_imax": 1.5}}, "params.icar_imax", "within"),
         ({"other": 1}, "params", "a mapping"),
+        ({"params": {"hill_n": True}}, "params.hill_n", "a number"),
     ],
 )
 def test_bad_parameter_sets_are_refused(tmp_path, content, key, expected):
@@ -119,3 +120,17 @@ def test_calibration_spec_errors_name_the_file_and_key(tmp_path):
     )
     assert r.returncode == 2 and str(f) in r.stderr and "parameters.car_t_max_division_per_h.range" in r.stderr, r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_parameter_sets_read_exponents_without_a_sign(tmp_path):
+    """YAML 1.1 reads ``2.0e11`` as a string; a parameter file takes it as the number."""
+    f = tmp_path / "set.yaml"
+    f.write_text("params:\n  car_t_capacity_cells: 2.0e11\n  search_rate_l_per_h: 3e-11\n")
+    assert load_param_set(str(f)) == {"car_t_capacity_cells": 2e11, "search_rate_l_per_h": 3e-11}
+
+
+def test_the_bundled_candidate_parameter_set_loads_and_changes_only_what_it_lists():
+    from sim.params import PARAMETERS
+
+    values = load_param_set(str(ROOT / "scenarios" / "params" / "cd123_dose_step.yaml"))
+    assert values and all(v != PARAMETERS[n].value for n, v in values.items())

@@ -219,6 +219,7 @@ class ReferenceModel(mesa.Model):
             if self._bernoulli(_prob(hazard[STAGE_COMP[m.stage]] * host.my_a_kill[m.stage], dt)):
                 host.kills_myeloid[m.stage] += 1.0
                 m.die()
+        host.add_tissue_engagement(host.sigma)
         for t in car_t:
             t.load += host.sigma[t.comp] * dt
         host.killed_total_myeloid += host.kills_myeloid

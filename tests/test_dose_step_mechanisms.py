@@ -1,0 +1,130 @@
+"""Mechanisms that are off in the shipped parameter set (candidates for the CD123 dose step).
+
+Each test switches one on and checks what it does; the stored baselines check that, off,
+they change nothing.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from sim.clinical import Clinic
+from sim.core.common import BM, EMD, PB, hill
+from sim.core.cytokines import IFNG, IL18, MAC, nb_update_cytokines
+from sim.model import Simulation
+from tests.conftest import scenario
+from tests.test_clinical import FakeSim, hold
+
+SHORT = ("resolution.car_t_agents=300", "resolution.blast_agents=300")
+
+
+def car_t_total(result) -> np.ndarray:
+    ts = result.timeseries
+    cells = ts.car_t_memory + ts.car_t_effector + ts.car_t_exhausted
+    return cells.groupby(ts.t_days).sum().to_numpy()
+
+
+def test_the_expansion_limit_caps_car_t_cells_at_that_fold_of_the_infused_cells():
+    """Limit 20: division stops as the CAR T count reaches 20x the dose (one step may overshoot a
+    little: at most r_cap x dt = 6% of the cells divide in an hour). Without it the product grows past it."""
+    free = Simulation(scenario("cll1_standard", "horizon_days=14", *SHORT))
+    capped = Simulation(scenario("cll1_standard", "horizon_days=14", "params.car_t_expansion_limit_fold=20", *SHORT))
+    assert capped.car_t_room == 20 * capped.dose_cells and free.car_t_room == free.p["car_t_capacity_cells"]
+    assert car_t_total(free.run()).max() > 40 * free.dose_cells
+    assert car_t_total(capped.run()).max() <= 1.06 * 20 * capped.dose_cells
+
+
+def test_an_il18_armored_product_is_not_bound_by_the_expansion_limit():
+    sim = Simulation(scenario("cll1_savvy_il18.dose_0.3e6", "params.car_t_expansion_limit_fold=20"))
+    assert sim.car_t_room == sim.p["car_t_capacity_cells"]
+
+
+def test_tissue_engagement_stimulates_a_cd123_product_in_marrow_and_blood_only():
+    """CD123 has a tissue density in the atlas (endothelium); CLL1 has none."""
+    on = "params.tissue_engagement_per_h=1.0"
+    cd123 = Simulation(scenario("cd123_dasatinib.dose_3e6", on))
+    assert cd123.tissue_sigma == pytest.approx(cd123.tissue_a_stim) and 0.0 < cd123.tissue_a_stim < 1.0
+    sigma = np.zeros(3)
+    cd123.add_tissue_engagement(sigma)
+    assert sigma[BM] == sigma[PB] == cd123.tissue_sigma and sigma[EMD] == 0.0
+    assert Simulation(scenario("cll1_standard", on)).tissue_sigma == 0.0
+
+
+def test_tissue_engagement_keeps_a_cd123_product_expanding_after_the_blasts():
+    """Same patient: engaged endothelium is antigen that is never cleared, so more CAR T cells at day 28."""
+    arm = ("cd123_dasatinib.dose_3e6", "horizon_days=28", *SHORT)
+    off = Simulation(scenario(*arm)).run()
+    on = Simulation(scenario(*arm, "params.tissue_engagement_per_h=1.0")).run()
+    assert car_t_total(on)[-1] > 2.0 * car_t_total(off)[-1]
+
+
+def single_compartment_cytokines(byst_fg: float, damp: float, mac_damp: float, il18: float) -> np.ndarray:
+    """One present compartment, no engagements, 1e9 CAR T cells in 1 L, IL-18 held by a huge half-life."""
+    cyt = np.zeros((3, 4))
+    cyt[BM, IL18] = il18
+    present = np.array([True, False, False])
+    zeros = np.zeros(3)
+    # dt, cyt, sigma, t_engaged, car_t, volume, present, mono, damp, p_ifn, k_il6, k_ifn, k_il18,
+    # il6_base, il18_base, il6_max, k_act, k_mac, k_dec, il18_fold, armor, il18_K, boost, exchange,
+    # byst_fg, byst_K, mac_damp
+    nb_update_cytokines(
+        96.0, cyt, zeros, zeros, np.array([1e9, 0.0, 0.0]), np.array([1.0, 5.0, 1.0]), present, 1.0, damp,
+        1e-3, math.log(2) / 2.0, math.log(2) / 0.5, 1e-9, 3.0, 370.0, 1e4, 0.2, 1500.0, 0.05, 1.0, 0.0,
+        2000.0, 0.0, 1.0, byst_fg, 3e4, mac_damp,
+    )  # fmt: skip
+    return cyt[BM]
+
+
+def test_bystander_ifng_needs_no_antigen_and_follows_il18():
+    """IFN-gamma steady state = production / clearance: 1 fg x 1e9 cells x hill(3e4, 3e4, 4) = 0.5 ug/h
+    in 1000 mL, cleared at ln2/0.5 h: 0.5e6 / 1000 / 1.386 = 361 pg/mL (within 1%: 96 h is 192 half-lives)."""
+    expected = 1e-3 * 1e9 * hill(3e4, 3e4, 4.0) / 1000.0 / (math.log(2) / 0.5)
+    assert single_compartment_cytokines(1.0, 1.0, 1.0, 370.0 + 3e4)[IFNG] == pytest.approx(expected, rel=0.01)
+    assert single_compartment_cytokines(0.0, 1.0, 1.0, 370.0 + 3e4)[IFNG] == 0.0
+    assert single_compartment_cytokines(1.0, 1.0, 1.0, 370.0)[IFNG] == 0.0  # IL-18 at baseline
+
+
+def test_steroid_refractory_macrophages_are_not_damped():
+    """Steroids (damp 0.5) halve CAR T IFN-gamma; with mac_damp 1 macrophage activation reaches the
+    steady state of an undamped drive on that IFN-gamma, drive / (drive + k_dec) (96 h: 10 relaxation times)."""
+    il18 = 370.0 + 1e5  # bystander IFN-gamma above the macrophage half-saturation
+    no_steroids = single_compartment_cytokines(3.0, 1.0, 1.0, il18)
+    damped = single_compartment_cytokines(3.0, 0.5, 0.5, il18)
+    refractory = single_compartment_cytokines(3.0, 0.5, 1.0, il18)
+    assert damped[MAC] < refractory[MAC]
+    drive = lambda ifng: 0.2 * hill(ifng, 1500.0, 3.0)  # noqa: E731
+    assert refractory[MAC] == pytest.approx(drive(refractory[IFNG]) / (drive(refractory[IFNG]) + 0.05), rel=0.01)
+    assert refractory[IFNG] == pytest.approx(0.5 * no_steroids[IFNG], rel=0.01)
+
+
+class LeakSim(FakeSim):
+    def __init__(self, sim, car_t_per_ul):
+        super().__init__(sim)
+        self.tissue_a_stim, self.per_ul = sim.tissue_a_stim, car_t_per_ul
+
+    def car_t_per_ul_blood(self):
+        return self.per_ul
+
+
+@pytest.mark.parametrize("toci", ["null", 1])
+def test_vascular_leak_adds_to_the_crs_index_without_cytokines_and_is_not_blocked_by_tocilizumab(toci):
+    """No cytokines; tissue-engaged CAR T cells at the half-leak level give index leak_max / 2."""
+    sim = Simulation(
+        scenario(
+            "cd123_dasatinib.dose_3e6", "params.vascular_leak_index_max=100", f"interventions.tocilizumab_at_crs_grade={toci}"
+        )
+    )
+    fake = LeakSim(sim, sim.p["vascular_leak_half_car_t_per_ul"] / sim.tissue_a_stim)
+    c = Clinic(fake)
+    hold(c, fake, 0.0, 0.0, 96)
+    assert c.state.inflammation == pytest.approx(50.0, rel=1e-3)
+    assert c.state.crs_now == 3  # 40 <= 50 < 100
+
+
+def test_vascular_leak_needs_the_target_on_endothelium():
+    sim = Simulation(scenario("cll1_standard", "params.vascular_leak_index_max=100"))
+    fake = LeakSim(sim, 1e4)
+    c = Clinic(fake)
+    hold(c, fake, 0.0, 0.0, 48)
+    assert c.state.inflammation == 0.0
