@@ -88,7 +88,7 @@ def test_bystander_ifng_needs_no_antigen_and_follows_il18():
 def test_steroid_refractory_macrophages_are_not_damped():
     """Steroids (damp 0.5) halve CAR T IFN-gamma; with mac_damp 1 macrophage activation reaches the
     steady state of an undamped drive on that IFN-gamma, drive / (drive + k_dec) (96 h: 10 relaxation times)."""
-    il18 = 370.0 + 1e5  # bystander IFN-gamma above the macrophage half-saturation
+    il18 = 370.0 + 1e5  # saturating bystander activation
     no_steroids = single_compartment_cytokines(3.0, 1.0, 1.0, il18)
     damped = single_compartment_cytokines(3.0, 0.5, 0.5, il18)
     refractory = single_compartment_cytokines(3.0, 0.5, 1.0, il18)
