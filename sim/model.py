@@ -351,9 +351,8 @@ class Simulation:
             sigma[PB] += self.tissue_sigma
 
     def car_t_per_ul_blood(self) -> float:
-        """CAR T cells per uL of blood (all phenotypes)."""
-        ct = self.car_t
-        return float(ct.w[: ct.n][ct.comp[: ct.n] == PB].sum()) / (self.volume_l[PB] * 1e6)
+        """CAR T cells per uL of blood (all phenotypes, as of the last observation)."""
+        return float(self.car_obs[PB].sum()) / (self.volume_l[PB] * 1e6)
 
     def rejection_per_h(self, t_day: float) -> float:
         """Host rejection of an allogeneic product, rising as host immunity recovers (1 - L(t))."""
