@@ -104,15 +104,21 @@ PARAMETERS: dict[str, Param] = {
     ),
     "car_t_division_cap_per_h": Param(0.06, "1/h", "assumed: a T cell divides at most every ~12 h", "L", (0.03, 0.1)),
     "car_t_capacity_cells": Param(
-        5e10, "cells", "assumed room for CAR T cells (~10% of the body's T cells)", "L", (1e10, 2e11), low=1.0
+        2e11,
+        "cells",
+        "assumed room for CAR T cells; the prior's upper end (~40% of the body's T cells), hand-calibrated with the "
+        "expansion limit (results/VALIDATION.md)",
+        "L",
+        (1e10, 2e11),
+        low=1.0,
     ),
     "car_t_expansion_limit_fold": Param(
-        1e12,
+        450.0,
         "x infused cells",
         "programmed expansion (Kaech & Ahmed 2001: a burst of divisions set at first antigen contact; Hay 2017 and "
         "Turtle 2016: CAR T peak and severe CRS rise with dose): room for division 1 - T / min(K_T, fold x infused); "
-        "1e12 = no limit (shipped); an IL-18-armored product is not bound (signal 3 sustains division). Candidate "
-        "~450 for the CD123 dose step (results/VALIDATION.md)",
+        "1e12 = no limit; an IL-18-armored product is not bound (signal 3 sustains division). 450: hand-calibrated "
+        "to the CD123 dose step (results/VALIDATION.md)",
         "L",
         (100.0, 1e12),
         low=1.0,
@@ -166,11 +172,11 @@ PARAMETERS: dict[str, Param] = {
     "car_t_emd_entry_per_h": Param(0.01, "1/h", "assumed", "L", (0.001, 0.1)),
     "car_t_emd_exit_per_h": Param(0.05, "1/h", "assumed", "L", (0.01, 0.2)),
     "tissue_engagement_per_h": Param(
-        0.0,
+        1.0,
         "engagements/(cell h)",
         "engagements per CAR T cell per hour, in blood and marrow, with the normal tissue that carries the target "
-        "(atlas field 'tissue', e.g. CD123 on endothelium) at full activation; the tissue is not depleted. 0 = off "
-        "(shipped); candidate 1.0 (results/VALIDATION.md)",
+        "(atlas field 'tissue', e.g. CD123 on endothelium) at full activation; the tissue is not depleted. 0 = off; "
+        "1.0 hand-calibrated to the CD123 dose step (results/VALIDATION.md)",
         "L",
         (0.0, 3.0),
     ),
@@ -193,10 +199,11 @@ PARAMETERS: dict[str, Param] = {
     "il18_boost_max": Param(2.0, "x", "Geyer 2024: expansion at 10-100x lower doses", "L", (0.5, 5.0)),
     "il18_half_sat_pg_per_ml": Param(2000.0, "pg/mL", "assumed", "L", (200.0, 2e4), low=1e-3),
     "ifng_bystander_fg_per_cell_h": Param(
-        0.0,
+        1.0,
         "fg/(cell h)",
         "IFN-gamma made by CAR T cells without antigen at macrophage-activation-syndrome IL-18 (bystander activation "
-        "of memory T cells by IL-18 closes the HLH loop); 0 = off (shipped); candidate 1.0 (results/VALIDATION.md)",
+        "of memory T cells by IL-18 closes the HLH loop); 0 = off; 1.0 hand-calibrated to CD123 IEC-HS at 10e6/kg "
+        "(results/VALIDATION.md)",
         "L",
         (0.0, 3.0),
     ),
@@ -204,10 +211,10 @@ PARAMETERS: dict[str, Param] = {
         3e4, "pg/mL", "assumed: IL-18 above baseline at half bystander activation; MAS > 47,750 (Kudela 2019)", "L", (1e4, 1e5)
     ),
     "macrophage_steroid_sensitivity": Param(
-        1.0,
+        0.0,
         "fraction",
-        "share of the steroid damping that reaches macrophage activation: 1 = damped like CAR T (shipped), 0 = "
-        "steroid-refractory, as IEC-HS can be (assumed); candidate 0 (results/VALIDATION.md)",
+        "share of the steroid damping that reaches macrophage activation: 1 = damped like CAR T, 0 = "
+        "steroid-refractory, as IEC-HS can be (assumed; 0 gives CD123 IEC-HS at 10e6/kg, results/VALIDATION.md)",
         "L",
         (0.0, 1.0),
         high=1.0,
@@ -227,11 +234,11 @@ PARAMETERS: dict[str, Param] = {
     ),
     "ifng_ref_pg_per_ml": Param(100.0, "pg/mL", "calibrated", "L", (20.0, 500.0), low=1e-3),
     "vascular_leak_index_max": Param(
-        0.0,
+        150.0,
         "-",
         "capillary leak from CAR T cells engaging target-positive endothelium (tagraxofusp, CD123-directed: capillary "
         "leak syndrome is its boxed warning, FDA label), added to the CRS index and not blocked by tocilizumab; "
-        "0 = off (shipped); candidate 150 (results/VALIDATION.md)",
+        "0 = off; 150 hand-calibrated to CD123 grade 4-5 CRS at 10e6/kg (results/VALIDATION.md)",
         "L",
         (0.0, 300.0),
     ),

@@ -129,8 +129,8 @@ def test_parameter_sets_read_exponents_without_a_sign(tmp_path):
     assert load_param_set(str(f)) == {"car_t_capacity_cells": 2e11, "search_rate_l_per_h": 3e-11}
 
 
-def test_the_bundled_candidate_parameter_set_loads_and_changes_only_what_it_lists():
+def test_the_bundled_earlier_parameter_set_loads_and_changes_only_what_it_lists():
     from sim.params import PARAMETERS
 
-    values = load_param_set(str(ROOT / "scenarios" / "params" / "cd123_dose_step.yaml"))
+    values = load_param_set(str(ROOT / "scenarios" / "params" / "dose_step_off.yaml"))
     assert values and all(v != PARAMETERS[n].value for n, v in values.items())

@@ -14,13 +14,18 @@ from tests.conftest import scenario
 
 
 class FakeSim:
-    """Just what the clinic reads: cytokines, ANC, blasts, patient, scenario, params."""
+    """Just what the clinic reads: cytokines, ANC, blasts, CAR T cells in blood, patient, scenario, params."""
 
     def __init__(self, sim):
-        self.__dict__.update({k: getattr(sim, k) for k in ("p", "scenario", "index", "patient", "volume_l")})
+        keys = ("p", "scenario", "index", "patient", "volume_l", "tissue_a_stim")
+        self.__dict__.update({k: getattr(sim, k) for k in keys})
         self.cyt = np.zeros((3, 4))
         self.bl_obs = np.zeros((3, 3))
         self.anc_value = 3.0
+        self.car_t_per_ul = 0.0
+
+    def car_t_per_ul_blood(self):
+        return self.car_t_per_ul
 
     def anc(self):
         return self.anc_value
