@@ -3,16 +3,17 @@
 * **CRS**: a latent inflammation index relaxes (time constant ``inflammation_tau_h``)
   toward ``IL-6 / il6_ref + IFN-gamma / ifng_ref`` in blood, IL-6 reduced by
   ``tocilizumab_il6_block`` while tocilizumab blocks its receptor, plus the capillary leak
-  of CAR T cells engaging target-positive endothelium (``vascular_leak_index_max``, off in
-  the shipped set). Grade 1 (fever) is the
-  index crossing ``crs_fever_index``; grades 2-4 crossing ``CRS_THRESHOLDS[0..2]``
-  (hypotension, one vasopressor, several); grade 5 (death) is the index above
+  of CAR T cells engaging target-positive endothelium (``vascular_leak_index_max``; only
+  targets with a ``tissue`` density in the atlas, CD123). Grade 1 (fever) is the index
+  crossing ``crs_fever_index``; grades 2-4 crossing ``CRS_THRESHOLDS[0..2]`` (hypotension,
+  one vasopressor, several); grade 5 (death) is the index above
   ``CRS_THRESHOLDS[3]`` for 12 hours.
 * **ICANS**: a neurotoxicity index relaxes (twice slower) toward
   ``sqrt(IL-6 x IFN-gamma) / icans_ref``; grades 1-4 at ``ICANS_THRESHOLDS``.
 * **Interventions by rule**: tocilizumab once at CRS >= its grade (blocks IL-6 signalling
   for 14 days); corticosteroids at CRS >= 3 or ICANS >= 2 for 3 days (halve CAR T
-  proliferation, killing and cytokine production; raise infection hazards).
+  proliferation, killing and cytokine production, not macrophage activation unless
+  ``macrophage_steroid_sensitivity`` > 0; raise infection hazards).
 * **Infections**: bacterial, fungal and viral events drawn each step from hazards per day
   (``sim.params``): bacterial rises as ANC falls (x fold below 1.0, 0.5, 0.1e9/L) and with
   the days spent below 0.5; fungal rises only after ``infection_fungal_onset_days`` of
