@@ -266,11 +266,9 @@ class Simulation:
         t_dens = self.atlas.t_cell_densities()
         for a in prod.knockout:
             t_dens[names.index(a)] = 0.0
-        t_kill, t_stim = self.activations(t_dens.reshape(-1, 1), 1)
-        self.car_a_kill, self.car_a_stim = float(t_kill[0]), float(t_stim[0])
+        self.car_a_kill, self.car_a_stim = self.activation_of(t_dens)
         # the target on a normal tissue met in blood and marrow and not depleted (endothelium)
-        _, tissue_stim = self.activations(self.atlas.tissue_densities().reshape(-1, 1), 1)
-        self.tissue_a_stim = float(tissue_stim[0])
+        _, self.tissue_a_stim = self.activation_of(self.atlas.tissue_densities())
         self.tissue_sigma = p["tissue_engagement_per_h"] * self.tissue_a_stim
         mem, fold = prod.memory_fraction, 1.0
         if prod.manufacturing == "dasatinib":
@@ -491,6 +489,11 @@ class Simulation:
             p["icar_hill_m"], a_kill, a_stim,
         )  # fmt: skip
         return a_kill, a_stim
+
+    def activation_of(self, densities: np.ndarray) -> tuple[float, float]:
+        """Killing and cytokine-level activation of one kind of target with ``densities[antigen]``."""
+        a_kill, a_stim = self.activations(densities.reshape(-1, 1), 1)
+        return float(a_kill[0]), float(a_stim[0])
 
     @property
     def damp(self) -> float:
