@@ -271,7 +271,7 @@ def validation_report(records: list, n: int) -> str:
 TRIAL_ROWS = (
     ("marrow remission CR/CRi/MLFS (reported 'CR')", "complete_remission"),
     ("CR (ELN 2022, counts recovered)", "cr"),
-    ("CR + CRi", "cr_cri"),
+    ("CR + CRi (reported 'CR' where response or MRD is also reported)", "complete_remission:cr_cri"),
     ("MRD-negative CR/CRi (< 0.1% blasts)", "mrd_negative_complete_remission"),
     ("overall response (+ PR)", "overall_response"),
     *((f"CRS grade {g}", f"crs_grade:{g}") for g in range(6)),

@@ -14,6 +14,10 @@ Metric rules (reported field -> per-patient outcome):
   circulating blasts, no EMD). The abstracts report "CR" without the count recovery that
   ELN separates into CR / CRi / MLFS, and after CLL1 or CD33 CAR T most remissions are still
   aplastic at day 28; the stricter CR + CRi rate is in every cohort summary;
+* ``complete_remission:cr_cri``: CR or CRi, used instead when the arm also reports an overall
+  response or an MRD-negative CR. The abstract then counts responders who are not in CR apart,
+  so its "CR" cannot take in every marrow remission, and the MRD-negative CR (CR/CRi, below)
+  must be a part of it;
 * ``mrd_negative_complete_remission``: CR/CRi with BM blasts < 0.1%;
 * ``overall_response``: CR, CRi, MLFS or PR;
 * ``crs_grade`` / ``icans_grade`` keys ``"g"`` or ``"a-b"``: highest grade within the range;
@@ -58,6 +62,8 @@ def outcome(metric: str, patients: pd.DataFrame) -> pd.Series | None:
     d = patients
     if metric == "complete_remission":
         return OUTCOMES["cr_cri_mlfs"](d)
+    if metric == "complete_remission:cr_cri":
+        return OUTCOMES["cr_cri"](d)
     if metric == "mrd_negative_complete_remission":
         return d.mrd_negative.astype(bool)
     if metric == "overall_response":
@@ -79,9 +85,11 @@ def outcome(metric: str, patients: pd.DataFrame) -> pd.Series | None:
 def reported_metrics(arm: dict) -> list[tuple[str, int]]:
     """(metric, reported count) pairs of one arm, skipping ``null`` (not reported)."""
     out = []
+    separates = any(arm.get(f) is not None for f in ("mrd_negative_complete_remission", "overall_response"))
     for field in ("complete_remission", "mrd_negative_complete_remission", "overall_response"):
         if arm.get(field) is not None:
-            out.append((field, int(arm[field])))
+            name = "complete_remission:cr_cri" if field == "complete_remission" and separates else field
+            out.append((name, int(arm[field])))
     for family in ("crs_grade", "icans_grade"):
         for key, count in (arm.get(family) or {}).items():
             out.append((f"{family}:{key}", int(count)))
@@ -182,7 +190,8 @@ def validation_figure(records: list[Record]):
     judged = [r for r in records if r.interval95 is not None]
     families = {}
     for r in judged:
-        fam = "response" if ":" not in r.metric else r.metric.split(":")[0]
+        fam = r.metric.split(":")[0]
+        fam = fam if fam in ("crs_grade", "icans_grade", "other") else "response"
         families.setdefault(fam, []).append(r)
     fig, axes = plt.subplots(1, len(families), figsize=(5 * len(families), 0.45 * max(len(v) for v in families.values()) + 2))
     axes = np.atleast_1d(axes)

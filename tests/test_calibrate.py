@@ -39,7 +39,7 @@ def test_quick_fit_recovers_known_parameter_and_resumes_after_sigkill(tmp_path):
     credible interval.
     """
     out = tmp_path / "fit"
-    cmd = [sys.executable, "-m", "sim.cli", "calibrate", str(TINY), "--workers", "1", "--out", str(out)]
+    cmd = [sys.executable, "-m", "sim.cli", "calibrate", str(TINY), "--workers", "2", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
     while time.time() < deadline and generations_stored(out / "abc.db") < 1 and proc.poll() is None:

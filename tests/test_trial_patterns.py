@@ -22,9 +22,9 @@ EARLIER = ROOT / "scenarios" / "params" / "dose_step_off.yaml"  # the set withou
 
 
 @cache
-def cohort(name: str, *overrides: str, params: Path | None = None):
+def cohort(name: str, *overrides: str, params: Path | None = None, n: int = N):
     sc = scenario(name, *overrides)
-    return run_cohort(with_param_set(sc, load_param_set(str(params)) if params else None), N, workers=2).patients
+    return run_cohort(with_param_set(sc, load_param_set(str(params)) if params else None), n, workers=2).patients
 
 
 def test_cd33_at_its_low_doses_gives_crs_at_most_2_and_no_icans():
@@ -66,12 +66,13 @@ def test_cd123_crs_rises_from_grade_2_at_3e6_to_grade_4_5_with_iec_hs_at_10e6():
 
 def test_the_cd123_dose_step_comes_from_its_mechanisms():
     """Without the expansion limit, endothelial engagement, capillary leak, bystander IFN-gamma and
-    steroid-refractory macrophages, the same patients get no grade 4-5 CRS at 10e6/kg (below 0.1, where
-    the reported 3 of 3 has P < 0.001) and the CAR T peak barely follows the dose (median ratio < 1.5)."""
-    low, high = cd123_arms(EARLIER)
+    steroid-refractory macrophages, the first 20 of the same patients get no grade 4-5 CRS at 10e6/kg (at
+    most 1 of 20: below 0.1, where the reported 3 of 3 has P < 0.001) and the CAR T peak barely follows the
+    dose (median ratio < 1.5)."""
+    low, high = cd123_arms(EARLIER, n=N // 2)
     assert (high.crs_grade >= 4).mean() < 0.1
     assert high.car_t_peak_cells_per_ul_blood.median() < 1.5 * low.car_t_peak_cells_per_ul_blood.median()
 
 
-def cd123_arms(params: Path | None):
-    return cohort("cd123_dasatinib.dose_3e6", params=params), cohort("cd123_dasatinib.dose_10e6", params=params)
+def cd123_arms(params: Path | None, n: int = N):
+    return cohort("cd123_dasatinib.dose_3e6", params=params, n=n), cohort("cd123_dasatinib.dose_10e6", params=params, n=n)

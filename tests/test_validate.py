@@ -6,7 +6,7 @@ import sys
 
 import pandas as pd
 
-from sim.validate import compare, grade_range, reported_metrics
+from sim.validate import compare, grade_range, outcome, reported_metrics
 from tests.conftest import ROOT
 
 
@@ -20,6 +20,20 @@ def test_grade_ranges_and_metric_extraction():
         "other": {"iec_hs": 3},
     }
     assert reported_metrics(arm) == [("complete_remission", 5), ("crs_grade:0", 2), ("crs_grade:1-2", 9), ("other:iec_hs", 3)]
+
+
+def test_reported_cr_is_cr_or_cri_where_the_arm_counts_other_responses_apart():
+    # CD19 in t(8;21) reports CR 6, MRD-negative CR 6 and overall response 10 of 10: the 4 responders
+    # not in CR rule out reading its 'CR' as every marrow remission (CR/CRi/MLFS)
+    arm = {"complete_remission": 6, "mrd_negative_complete_remission": 6, "overall_response": 10}
+    assert [m for m, _ in reported_metrics(arm)] == [
+        "complete_remission:cr_cri",
+        "mrd_negative_complete_remission",
+        "overall_response",
+    ]
+    patients = pd.DataFrame({"response_day28": ["CR", "CRi", "MLFS", "PR", "NR"]})
+    assert outcome("complete_remission:cr_cri", patients).tolist() == [True, True, False, False, False]
+    assert outcome("complete_remission", patients).tolist() == [True, True, True, False, False]
 
 
 def test_predictive_interval_contains_likely_counts_and_excludes_unlikely_ones():
