@@ -402,11 +402,22 @@ def sweeps_report() -> str:
         rule = " and ".join(b.describe(m) for m, b in sw.spec.window.items())
         lines += [f"{len(table)} points x {sw.spec.n_patients} virtual patients; window: {rule or 'none'}.", ""]
         lines += _table(shown, cols, {})
-        # show the heatmap of the metric that varies most over the grid (relative range)
-        shown_metric = max(sw.spec.metrics, key=lambda m: float(table[m].max() - table[m].min()) / (abs(table[m].mean()) + 1e-12))
+        shown_metric = max(sw.spec.metrics, key=lambda m: _spread(m, table[m]))
         figure = _copy_figure(out / f"heatmap_{shown_metric}.png", f"sweep_{name}_{shown_metric}.png")
         lines += ["", f"![{shown_metric}]({figure})", ""]
     return "\n".join(lines) + "\n"
+
+
+def _spread(metric: str, values) -> float:
+    """How much a sweep metric varies over the grid.
+
+    The range of a rate (already on a 0-1 scale), else the range relative to the largest value, so
+    that a rate going from 0 to 0.05 does not outrank one going to 0.8.
+    """
+    from sim.cohort import OUTCOMES
+
+    span = float(values.max() - values.min())
+    return span if metric in OUTCOMES else span / (float(abs(values).max()) + 1e-12)
 
 
 def screen_report() -> str:

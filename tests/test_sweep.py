@@ -149,3 +149,13 @@ def test_sobol_indices_recover_a_known_additive_function(tmp_path):
     assert abs(idx.loc["product.dose_cells_per_kg", "ST"] - 1) < 0.05
     assert abs(idx.loc["params.hill_n", "ST"]) < 0.05
     assert idx.loc["params.hill_n", "ST_lo"] <= 0 <= idx.loc["params.hill_n", "ST_hi"] + 1e-12
+
+
+def test_sweep_report_shows_the_metric_that_varies_most_on_its_own_scale():
+    from sim.reports import _spread
+
+    rare = pd.Series([0.0, 0.0, 0.05])  # CRS >= 3 in at most 2 of 40: a large relative range, a small one on 0-1
+    remission = pd.Series([0.0, 0.4, 0.8])
+    days = pd.Series([1.0, 13.0, 25.0])
+    assert _spread("crs_grade_ge3", rare) < _spread("cr_cri_mlfs", remission)
+    assert _spread("median_days_anc_below_0_5", days) == pytest.approx(24.0 / 25.0)
