@@ -57,28 +57,27 @@ def grade_range(key: str) -> tuple[int, int]:
     return int(lo), int(hi or lo)
 
 
+#: Reported metrics that are one cohort outcome (``sim.cohort.OUTCOMES``); the rules are in the module docstring.
+REPORTED_AS_OUTCOME = {
+    "complete_remission": "cr_cri_mlfs",
+    "complete_remission:cr_cri": "cr_cri",
+    "mrd_negative_complete_remission": "mrd_negative_cr",
+    "overall_response": "overall_response",
+    "other:iec_hs": "iec_hs",
+    "other:sepsis": "infection_bacterial_day28",
+}
+
+
 def outcome(metric: str, patients: pd.DataFrame) -> pd.Series | None:
     """Per-patient indicator of a reported metric, or ``None`` if the model has none."""
-    d = patients
-    if metric == "complete_remission":
-        return OUTCOMES["cr_cri_mlfs"](d)
-    if metric == "complete_remission:cr_cri":
-        return OUTCOMES["cr_cri"](d)
-    if metric == "mrd_negative_complete_remission":
-        return d.mrd_negative.astype(bool)
-    if metric == "overall_response":
-        return OUTCOMES["overall_response"](d)
+    if metric in REPORTED_AS_OUTCOME:
+        return OUTCOMES[REPORTED_AS_OUTCOME[metric]](patients).astype(bool)
     family, _, key = metric.partition(":")
     if family in ("crs_grade", "icans_grade"):
         lo, hi = grade_range(key)
-        return d[family].between(lo, hi)
-    if family == "other":
-        if key == "iec_hs":
-            return d.iec_hs.astype(bool)
-        if key.startswith("neutropenia_or_thrombocytopenia_grade_"):
-            return d.neutropenia_grade == int(key.rsplit("_", 1)[1])
-        if key == "sepsis":
-            return d.infection_bacterial_day28 > 0
+        return patients[family].between(lo, hi)
+    if family == "other" and key.startswith("neutropenia_or_thrombocytopenia_grade_"):
+        return patients.neutropenia_grade == int(key.rsplit("_", 1)[1])
     return None
 
 
