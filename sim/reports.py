@@ -269,7 +269,7 @@ def validation_report(records: list, n: int) -> str:
 #: Rows of the trials table: label and metric, a reported-metric key (``sim.validate.outcome``)
 #: or a cohort outcome (``sim.cohort.OUTCOMES``) for rows no study reports.
 TRIAL_ROWS = (
-    ("marrow remission CR/CRi/MLFS (reported 'CR')", "complete_remission"),
+    ("marrow remission CR/CRi/MLFS (reported 'CR' unless below)", "complete_remission"),
     ("CR (ELN 2022, counts recovered)", "cr"),
     ("CR + CRi (reported 'CR' where response or MRD is also reported)", "complete_remission:cr_cri"),
     ("MRD-negative CR/CRi (< 0.1% blasts)", "mrd_negative_complete_remission"),

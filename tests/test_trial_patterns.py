@@ -57,9 +57,10 @@ def test_cd19_in_t821_responds_in_nearly_all_with_grade_3_4_cytopenias():
 
 def test_cd123_crs_rises_from_grade_2_at_3e6_to_grade_4_5_with_iec_hs_at_10e6():
     # reported: grade 2 in 3 of 3 at 3e6/kg; grade 4-5 with IEC-HS in 3 of 3 at 10e6/kg. 3 of 3 lies
-    # in the central 95% predictive interval only if the model's rate is above ~0.3 (r^3 >= 0.025).
+    # in the central 95% predictive interval only if the model's rate is above ~0.3 (r^3 >= 0.025);
+    # issue 4 asks for "mostly grade 2" at 3e6/kg, so grade 2 must be the grade of most patients.
     low, high = cd123_arms(None)
-    assert (low.crs_grade == 2).mean() >= 0.3
+    assert (low.crs_grade == 2).mean() > 0.5
     assert (high.crs_grade >= 4).mean() >= 0.3
     assert high.iec_hs.mean() >= 0.3
 
