@@ -12,6 +12,7 @@ from sim.clinical import Clinic
 from sim.core.common import BM, EMD, PB, hill
 from sim.core.cytokines import IFNG, IL18, MAC, nb_update_cytokines
 from sim.model import Simulation
+from sim.params import CRS_THRESHOLDS
 from tests.conftest import scenario
 from tests.test_clinical import FakeSim, hold
 
@@ -100,17 +101,21 @@ def test_steroid_refractory_macrophages_are_not_damped():
 @pytest.mark.parametrize("toci", ["null", 1])
 def test_vascular_leak_adds_to_the_crs_index_without_cytokines_and_is_not_blocked_by_tocilizumab(toci):
     """No cytokines; tissue-engaged CAR T cells at the half-leak level give index leak_max / 2."""
+    half_leak_index = 1.25 * CRS_THRESHOLDS[1]  # inside the grade-3 band (one vasopressor)
+    assert half_leak_index < CRS_THRESHOLDS[2]
     sim = Simulation(
         scenario(
-            "cd123_dasatinib.dose_3e6", "params.vascular_leak_index_max=100", f"interventions.tocilizumab_at_crs_grade={toci}"
+            "cd123_dasatinib.dose_3e6",
+            f"params.vascular_leak_index_max={2 * half_leak_index}",
+            f"interventions.tocilizumab_at_crs_grade={toci}",
         )
     )
     fake = FakeSim(sim)
     fake.car_t_per_ul = sim.p["vascular_leak_half_car_t_per_ul"] / sim.tissue_a_stim
     c = Clinic(fake)
     hold(c, fake, 0.0, 0.0, 96)
-    assert c.state.inflammation == pytest.approx(50.0, rel=1e-3)
-    assert c.state.crs_now == 3  # 40 <= 50 < 100
+    assert c.state.inflammation == pytest.approx(half_leak_index, rel=1e-3)
+    assert c.state.crs_now == 3
 
 
 def test_vascular_leak_needs_the_target_on_endothelium():
