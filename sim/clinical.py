@@ -24,6 +24,8 @@
   marrow blasts negative for the CAR target and protected by the iCAR.
 * **Death**: CRS grade 5, a fatal infection, or a leukemic burden above
   ``lethal_blast_burden``. The simulation stops at death.
+
+The rules run compiled (:mod:`sim.core.clinic`); this module holds their Python view.
 """
 
 from __future__ import annotations
@@ -31,13 +33,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from sim import rng
-from sim.core.common import BM, EMD, PB, hill
-from sim.core.cytokines import IFNG, IL6
+from sim.core import clinic as cc
+from sim.core.random import new_state as new_streams
 from sim.params import CRS_THRESHOLDS, ICANS_THRESHOLDS
 from sim.readouts import EMD_DETECT_CELLS, PB_BLAST_DETECT_PER_UL
 
-INFECTION_TYPES = ("bacterial", "fungal", "viral")
+INFECTION_TYPES = cc.INFECTION_TYPES
 TOCILIZUMAB_DAYS = 14.0
 STEROID_DAYS = 3.0
 CRS5_HOURS = 12.0
@@ -54,7 +55,7 @@ class Infection:
 
 @dataclass
 class ClinicalState:
-    """Latent indices, grades, interventions, infections, remission, relapse and death."""
+    """Latent indices, grades, interventions, infections, remission, relapse and death (a snapshot)."""
 
     inflammation: float = 0.0
     neuro: float = 0.0
@@ -89,113 +90,118 @@ class ClinicalState:
         out["infections"] = [asdict(i) for i in self.infections]
         return out
 
+    @staticmethod
+    def of(cs, inf) -> ClinicalState:
+        """The snapshot of a compiled state vector ``cs`` and infection table ``inf``."""
+
+        def opt(slot: int) -> float | None:
+            return None if math.isnan(cs[slot]) else float(cs[slot])
+
+        n = min(int(cs[cc.N_INFECTIONS]), inf.shape[0])
+        return ClinicalState(
+            inflammation=float(cs[cc.INFLAMMATION]),
+            neuro=float(cs[cc.NEURO]),
+            crs_now=int(cs[cc.CRS_NOW]),
+            icans_now=int(cs[cc.ICANS_NOW]),
+            crs5_hours=float(cs[cc.CRS5_HOURS]),
+            toci_until=float(cs[cc.TOCI_UNTIL]),
+            steroid_until=float(cs[cc.STEROID_UNTIL]),
+            toci_given=bool(cs[cc.TOCI_GIVEN]),
+            steroids_given=bool(cs[cc.STEROIDS_GIVEN]),
+            neutropenic_days=float(cs[cc.NEUTROPENIC_DAYS]),
+            infections=[Infection(float(d), INFECTION_TYPES[int(k)], bool(f)) for d, k, f in inf[:n]],
+            remission_day=opt(cc.REMISSION_DAY),
+            relapse_day=opt(cc.RELAPSE_DAY),
+            relapse_target_negative_fraction=opt(cc.RELAPSE_NEGATIVE),
+            relapse_icar_protected_fraction=opt(cc.RELAPSE_ICAR),
+            hsct_day=opt(cc.HSCT_DAY),
+            death_day=opt(cc.DEATH_DAY),
+            death_cause=cc.DEATH_CAUSES[int(cs[cc.DEATH_CAUSE])] or None,
+        )
+
+
+def clinic_constants(p: dict[str, float], scenario, prior_hsct: bool) -> cc.ClinicConst:
+    """The compiled clinic's constants from parameters ``p`` and the scenario's intervention rules."""
+    iv = scenario.interventions
+
+    def grade(g: int | None) -> int:
+        return -1 if g is None else int(g)
+
+    return cc.ClinicConst(
+        il6_ref_pg_per_ml=p["il6_ref_pg_per_ml"],
+        ifng_ref_pg_per_ml=p["ifng_ref_pg_per_ml"],
+        icans_ref_pg_per_ml=p["icans_ref_pg_per_ml"],
+        inflammation_tau_h=p["inflammation_tau_h"],
+        tocilizumab_il6_block=p["tocilizumab_il6_block"],
+        vascular_leak_index_max=p["vascular_leak_index_max"],
+        vascular_leak_half_car_t_per_ul=p["vascular_leak_half_car_t_per_ul"],
+        crs_levels=(p["crs_fever_index"], *CRS_THRESHOLDS[:3]),
+        crs5_index=CRS_THRESHOLDS[3],
+        crs5_hours=CRS5_HOURS,
+        icans_levels=tuple(ICANS_THRESHOLDS),
+        tocilizumab_grade=grade(iv.tocilizumab_at_crs_grade),
+        steroids_crs_grade=grade(iv.steroids_at_crs_grade),
+        steroids_icans_grade=grade(iv.steroids_at_icans_grade),
+        tocilizumab_days=TOCILIZUMAB_DAYS,
+        steroid_days=STEROID_DAYS,
+        bacterial_per_day=p["infection_bacterial_per_day"],
+        anc_fold_below_1=p["infection_anc_fold_below_1"],
+        anc_fold_below_0_5=p["infection_anc_fold_below_0_5"],
+        anc_fold_below_0_1=p["infection_anc_fold_below_0_1"],
+        duration_days=p["infection_duration_days"],
+        fungal_per_day=p["infection_fungal_per_day"],
+        fungal_onset_days=p["infection_fungal_onset_days"],
+        fungal_ramp=p["infection_fungal_ramp"],
+        viral_per_day=p["infection_viral_per_day"],
+        viral_onset_days=p["infection_viral_onset_days"],
+        steroid_fold=p["infection_steroid_fold"],
+        prior_hsct_fold=p["infection_prior_hsct_fold"],
+        prior_hsct=bool(prior_hsct),
+        fatality=tuple(p[f"infection_fatality_{k}"] for k in INFECTION_TYPES),
+        lethal_blast_burden=p["lethal_blast_burden"],
+        pb_blast_detect_per_ul=PB_BLAST_DETECT_PER_UL,
+        emd_detect_cells=EMD_DETECT_CELLS,
+    )
+
 
 class Clinic:
-    """Updates a :class:`ClinicalState` from a simulation, one step at a time.
+    """The clinical state of a simulation and its update, one step at a time.
 
     Args:
-        sim: The simulation whose state is read.
+        sim: The simulation whose state is read (or anything with ``p``, ``scenario``, ``index``,
+            ``patient`` when readings are given to :meth:`update`).
         replicate: Stochastic replicate (selects the infection stream).
+        rs: The patient's random stream state (default: a fresh one for ``sim``'s patient).
     """
 
-    def __init__(self, sim, replicate: int = 0):
+    def __init__(self, sim, replicate: int = 0, rs=None):
         self.sim = sim
         self.p = sim.p
         suffix = f".{replicate}" if replicate else ""
-        self.rng = rng.generator(sim.scenario.seed, sim.index, f"clinical.infection{suffix}")
-        self.state = ClinicalState()
-        # index levels of CRS grades 1-4: the fever threshold (a parameter), then hypotension and vasopressors
-        self.crs_levels = (self.p["crs_fever_index"], *CRS_THRESHOLDS[:3])
+        self.rs = rs if rs is not None else new_streams(sim.scenario.seed, sim.index, suffix)
+        self.k = clinic_constants(sim.p, sim.scenario, sim.patient.prior_hsct)
+        self.cs, self.inf = cc.new_state()
 
-    def update(self, t_day: float, t_end: float) -> None:
-        """Advance the clinical state over the step [t_day, t_end)."""
-        dt_h = (t_end - t_day) * 24.0
-        self._grades(t_day, dt_h)
-        self._interventions(t_end)
-        if t_day >= 0.0:
-            self._infections(t_day, dt_h)
-            self._remission_and_relapse(t_end)
-        self._death(t_end)
+    @property
+    def state(self) -> ClinicalState:
+        """A snapshot of the clinical state."""
+        return ClinicalState.of(self.cs, self.inf)
 
-    def _grades(self, t_day: float, dt_h: float) -> None:
-        s, p, cyt = self.state, self.p, self.sim.cyt
-        il6 = cyt[PB, IL6] * (1.0 - p["tocilizumab_il6_block"] if s.toci_active(t_day) else 1.0)
-        drive = il6 / p["il6_ref_pg_per_ml"] + cyt[PB, IFNG] / p["ifng_ref_pg_per_ml"]
-        if p["vascular_leak_index_max"] > 0.0:  # capillary leak: CAR T cells engaging target-positive endothelium
-            engaged_per_ul = self.sim.car_t_per_ul_blood() * self.sim.tissue_a_stim
-            drive += p["vascular_leak_index_max"] * hill(engaged_per_ul, p["vascular_leak_half_car_t_per_ul"], 4.0)
-        rate = 1.0 / p["inflammation_tau_h"]
-        s.inflammation = drive + (s.inflammation - drive) * math.exp(-rate * dt_h)
-        neuro_drive = math.sqrt(max(cyt[PB, IL6], 0.0) * max(cyt[PB, IFNG], 0.0)) / p["icans_ref_pg_per_ml"]
-        s.neuro = neuro_drive + (s.neuro - neuro_drive) * math.exp(-0.5 * rate * dt_h)
-        s.crs_now = int(sum(s.inflammation >= th for th in self.crs_levels))
-        s.icans_now = int(sum(s.neuro >= th for th in ICANS_THRESHOLDS))
-        s.crs5_hours = s.crs5_hours + dt_h if s.inflammation >= CRS_THRESHOLDS[3] else 0.0
-        if s.crs5_hours >= CRS5_HOURS:
-            s.crs_now = 5
+    def readings(self) -> cc.Readings:
+        """What the clinic reads off the simulation now."""
+        from sim.core.step import read_patient
 
-    def _interventions(self, t_end: float) -> None:
-        s, iv = self.state, self.sim.scenario.interventions
-        if iv.tocilizumab_at_crs_grade is not None and s.crs_now >= iv.tocilizumab_at_crs_grade and not s.toci_given:
-            s.toci_until, s.toci_given = t_end + TOCILIZUMAB_DAYS, True
-        crs_rule = iv.steroids_at_crs_grade is not None and s.crs_now >= iv.steroids_at_crs_grade
-        icans_rule = iv.steroids_at_icans_grade is not None and s.icans_now >= iv.steroids_at_icans_grade
-        if crs_rule or icans_rule:
-            s.steroid_until, s.steroids_given = t_end + STEROID_DAYS, True
+        return read_patient(self.sim.k, self.sim.st)
+
+    def update(self, t_day: float, t_end: float, readings: cc.Readings | None = None) -> None:
+        """Advance the clinical state over the step [t_day, t_end) (from ``readings``, default the simulation's)."""
+        r = self.readings() if readings is None else readings
+        cc.nb_clinic_update(self.k, self.cs, self.inf, r, t_day, t_end, self.rs)
 
     def hazards_per_day(self, t_day: float, anc: float) -> dict[str, float]:
-        """Infection hazards per day by type at ``t_day`` (see module docstring)."""
-        s, p = self.state, self.p
-        fold = 1.0
-        for limit, key in ((1.0, "below_1"), (0.5, "below_0_5"), (0.1, "below_0_1")):
-            if anc < limit:
-                fold = p[f"infection_anc_fold_{key}"]
-        bacterial = p["infection_bacterial_per_day"] * fold * (1.0 + s.neutropenic_days / p["infection_duration_days"])
-        late = max(0.0, s.neutropenic_days - p["infection_fungal_onset_days"]) / 10.0
-        fungal = p["infection_fungal_per_day"] * (1.0 + p["infection_fungal_ramp"] * late)
-        viral_ramp = min(1.0, max(0.0, t_day / p["infection_viral_onset_days"]))
-        viral = p["infection_viral_per_day"] * (1.0 + 3.0 * viral_ramp)
-        mult = p["infection_steroid_fold"] if s.steroids_active(t_day) else 1.0
-        if self.sim.patient.prior_hsct or s.hsct_day is not None:
-            mult *= p["infection_prior_hsct_fold"]
-        return {"bacterial": bacterial * mult, "fungal": fungal * mult, "viral": viral * mult}
-
-    def _infections(self, t_day: float, dt_h: float) -> None:
-        s, p = self.state, self.p
-        anc = self.sim.anc()
-        s.neutropenic_days = s.neutropenic_days + dt_h / 24.0 if anc < 0.5 else 0.0
-        for kind, h in self.hazards_per_day(t_day, anc).items():
-            if self.rng.random() < -math.expm1(-h * dt_h / 24.0):
-                cf = p[f"infection_fatality_{kind}"] * (3.0 if kind == "bacterial" and anc < 0.1 else 1.0)
-                fatal = bool(self.rng.random() < min(cf, 1.0))
-                s.infections.append(Infection(round(t_day, 4), kind, fatal))
-                if fatal and s.death_day is None:
-                    s.death_day, s.death_cause = t_day + dt_h / 24.0, f"infection ({kind})"
+        """Infection hazards per day by type at ``t_day``."""
+        return dict(zip(INFECTION_TYPES, cc.infection_hazards_per_day(self.k, self.cs, t_day, anc), strict=True))
 
     def in_remission(self) -> bool:
         """BM blasts < 5%, no circulating blasts, no detectable EMD."""
-        sim = self.sim
-        pb_per_ul = sim.bl_obs[PB, 0] / (sim.volume_l[PB] * 1e6)
-        return sim.bm_blast_percent() < 5.0 and pb_per_ul < PB_BLAST_DETECT_PER_UL and sim.bl_obs[EMD, 0] < EMD_DETECT_CELLS
-
-    def _remission_and_relapse(self, t_end: float) -> None:
-        s, sim = self.state, self.sim
-        if s.remission_day is None:
-            if self.in_remission():
-                s.remission_day = t_end
-            return
-        relapsed = sim.bm_blast_percent() >= 5.0 or sim.bl_obs[EMD, 0] >= EMD_DETECT_CELLS
-        if s.relapse_day is None and relapsed:
-            s.relapse_day = t_end
-            total = max(sim.bl_obs[BM, 0], 1.0)
-            s.relapse_target_negative_fraction = float(sim.bl_obs[BM, 1] / total)
-            s.relapse_icar_protected_fraction = float(sim.bl_obs[BM, 2] / total)
-
-    def _death(self, t_end: float) -> None:
-        s = self.state
-        if s.death_day is not None:
-            return
-        if s.crs_now == 5:
-            s.death_day, s.death_cause = t_end, "CRS"
-        elif self.sim.bl_obs[:, 0].sum() >= self.p["lethal_blast_burden"]:
-            s.death_day, s.death_cause = t_end, "leukemia"
+        return bool(cc.in_remission(self.k, self.readings()))

@@ -17,10 +17,12 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from sim.antigens import Stage
-from sim.core.car_t import EFFECTOR, MEMORY, car_t_rates
-from sim.core.common import BM, EMD, N_COMP, PB, engagement_rate, hill, space_factor
+from sim.core.car_t import EFFECTOR, MEMORY, car_t_rates, signal
+from sim.core.common import BM, EMD, N_COMP, PB, hill, space_factor
 from sim.core.cytokines import IFNG, IL6, IL18, MAC, bystander_ifng, il18_boost
-from sim.core.hematopoiesis import N_STAGES
+from sim.core.engage import add_tissue_engagement, kill_hazard_and_stimulation
+from sim.core.hematopoiesis import N_STAGES, anc, gcsf_fold, normal_bm_cells
+from sim.core.traffic import traffic_rates
 from sim.model import Simulation, stage_compartments
 
 
@@ -61,7 +63,7 @@ class MeanField:
 
     def rhs(self, t_h: float, y: np.ndarray) -> np.ndarray:
         """Time derivative; ``t_h`` is hours since the simulation start."""
-        sim, p = self.sim, self.sim.p
+        sim, p, k = self.sim, self.sim.p, self.sim.k
         t_day = sim.t0_day + t_h / 24.0
         dy = np.zeros_like(y)
         T = y[:9].reshape(N_COMP, 3).clip(0)
@@ -84,11 +86,8 @@ class MeanField:
         act_stim += T.sum(axis=1) * sim.car_a_stim
         hazard, sigma = np.zeros(N_COMP), np.zeros(N_COMP)
         for c in range(N_COMP):
-            if act_kill[c] > 0 and t_kill[c] > 0:
-                rho = engagement_rate(act_kill[c], t_kill[c], sim.volume_l[c], p["search_rate_l_per_h"], p["handling_time_h"])
-                hazard[c] = rho * t_kill[c] * p["kill_per_activation"] / act_kill[c]
-                sigma[c] = rho * act_stim[c] / act_kill[c]
-        sim.add_tissue_engagement(sigma)
+            hazard[c], sigma[c] = kill_hazard_and_stimulation(k.engage, act_kill[c], act_stim[c], t_kill[c], sim.volume_l[c], 1.0)
+        add_tissue_engagement(k.engage, sigma)
         dB -= hazard[None, :] * self.a_kill[:, None] * B
         dM -= hazard[self.my_comp] * sim.my_a_kill * M
         fratricide = hazard * sim.car_a_kill
@@ -98,42 +97,30 @@ class MeanField:
         ld_sig = sim.ld_signal(t_day)
         space = sim.t_cell_space(T.sum())
         for c in range(N_COMP):
-            g = hill(S[c], p["stim_half_sat_per_h"], 2.0)
-            for k in range(3):
-                div, death, to_m, to_e, to_x = car_t_rates(
-                    k,
-                    g,
-                    sigma[c],
-                    sim.expansion_fitness,
-                    1.0,
-                    ld_sig,
-                    p["ld_expansion_floor"],
-                    space,
-                    1.0,
-                    *sim.car_t_constants(),
-                )
-                flux = T[c, k]
-                dT[c, k] += (div - death - sim.rejection_per_h(t_day) - fratricide[c] - to_m - to_e - to_x) * flux
+            g = signal(k.car_t, S[c])
+            boost = il18_boost(k.cytokines, C[c, IL18]) if k.cytokines.il18_boost_max > 0.0 else 1.0
+            for cls in range(3):
+                div, death, to_m, to_e, to_x = car_t_rates(k.car_t, cls, g, sigma[c], boost, ld_sig, space, 1.0)
+                flux = T[c, cls]
+                dT[c, cls] += (div - death - sim.rejection_per_h(t_day) - fratricide[c] - to_m - to_e - to_x) * flux
                 dT[c, MEMORY] += to_m * flux
                 dT[c, EFFECTOR] += to_e * flux
                 dT[c, 2] += to_x * flux
 
         # 3. blasts
         lin = sim.lineage
-        normal_bm = M[: Stage.RESERVE + 1].sum() + lin.background(M[Stage.HSPC], p["background_floor"])
+        normal_bm = normal_bm_cells(lin, M)
         occupancy = B[:, BM].sum() + normal_bm
         kexp = p["crowding_exponent"]
         f_bm = space_factor(occupancy, sim.c_max, kexp)
         f_emd = space_factor(B[:, EMD].sum(), sim.c_emd, kexp)
-        ld_b = -math.log(1 - p["ld_blast_kill_per_day"]) / 24.0 if sim.ld_window(t_day) else 0.0
+        ld_b, ld_m = sim.ld_hazards_per_h(t_day)
         dB[:, BM] += (sim.r_b * f_bm - sim.d_b - ld_b) * B[:, BM]
         dB[:, EMD] += (sim.r_b * f_emd - sim.d_b - ld_b) * B[:, EMD]
         dB[:, PB] -= (p["blast_pb_death_per_h"] + ld_b) * B[:, PB]
 
         # 4. hematopoiesis
-        ld_m = -math.log(1 - p["ld_myelo_kill_per_day"]) / 24.0 if sim.ld_window(t_day) else 0.0
-        anc = M[Stage.BLOOD_NEUTROPHIL] / (sim.volume_l[PB] * 1e9)
-        gcsf = min((sim.anc0 / max(anc, 1e-6)) ** p["gcsf_gamma"], p["gcsf_max_fold"])
+        gcsf = gcsf_fold(lin, anc(lin, M))
         h = M[Stage.HSPC]
         dM[0] += h * (p["hspc_renewal_per_h"] * f_bm / sim.f0 - p["hspc_renewal_per_h"] * h / sim.h_set - ld_m)
         r_div = min(lin.r_p * gcsf, 0.95 * lin.k_tr)
@@ -157,20 +144,11 @@ class MeanField:
             if not present[c]:
                 continue
             v_ml = sim.volume_l[c] * 1e3
-            gain = il18_boost(C[c, IL18], p["il18_baseline_pg_per_ml"], p["il18_half_sat_pg_per_ml"], sim.il18_boost_max)
+            gain = il18_boost(k.cytokines, C[c, IL18])
             dC[c, IFNG] += p["ifng_pg_per_engagement"] * sigma[c] * t_kill[c] * gain / v_ml - kf * C[c, IFNG]
-            byst = bystander_ifng(
-                p["ifng_bystander_fg_per_cell_h"],
-                car_cells[c],
-                C[c, IL18] - p["il18_baseline_pg_per_ml"],
-                p["bystander_il18_half_sat_pg_per_ml"],
-            )
-            dC[c, IFNG] += byst / v_ml
+            dC[c, IFNG] += bystander_ifng(k.cytokines, car_cells[c], C[c, IL18] - p["il18_baseline_pg_per_ml"]) / v_ml
             drive = (
-                p["macrophage_activation_per_h"]
-                * sim.patient.inflammatory_reactivity
-                * hill(C[c, IFNG], p["macrophage_ifng_half_sat_pg_per_ml"], 3.0)
-                * gain
+                k.cytokines.macrophage_activation_per_h * hill(C[c, IFNG], p["macrophage_ifng_half_sat_pg_per_ml"], 3.0) * gain
             )
             dC[c, MAC] += drive * (1 - C[c, MAC]) - p["macrophage_decay_per_h"] * C[c, MAC]
             dC[c, IL6] += k6 * (p["il6_baseline_pg_per_ml"] + p["il6_max_pg_per_ml"] * C[c, MAC] * mono - C[c, IL6])
@@ -183,15 +161,9 @@ class MeanField:
             dC[present, q] += p["cytokine_exchange_per_h"] * (mean - C[present, q])
 
         # 6. trafficking
-        car_rates = np.zeros((N_COMP, N_COMP))
-        car_rates[PB, BM], car_rates[BM, PB] = p["car_t_bm_entry_per_h"], p["car_t_bm_exit_per_h"]
-        if present[EMD]:
-            car_rates[PB, EMD], car_rates[EMD, PB] = p["car_t_emd_entry_per_h"], p["car_t_emd_exit_per_h"]
+        car_rates, blast_rates = traffic_rates(k.traffic, occupancy)
         dT += car_rates.T @ T - car_rates.sum(axis=1)[:, None] * T
-        egress = p["blast_egress_per_h"] * (occupancy / sim.c_max) ** kexp
-        dB[:, BM] -= egress * B[:, BM]
-        dB[:, PB] += egress * B[:, BM] - p["blast_homing_per_h"] * B[:, PB]
-        dB[:, BM] += p["blast_homing_per_h"] * B[:, PB]
+        dB += B @ blast_rates - B * blast_rates.sum(axis=1)[None, :]
         return dy
 
     def solve(self, record_every_hours: float = 6.0):

@@ -2,100 +2,81 @@
 
 import math
 
-import numpy as np
-
 from sim.clinical import CRS5_HOURS, Clinic, ClinicalState, Infection
-from sim.core.common import PB
-from sim.core.cytokines import IFNG, IL6
+from sim.core import clinic as cc
+from sim.core.clinic import Readings
 from sim.model import Simulation
 from sim.params import CRS_THRESHOLDS, ICANS_THRESHOLDS
 from sim.readouts import infection_summary, survival
 from tests.conftest import scenario
 
 
-class FakeSim:
-    """Just what the clinic reads: cytokines, ANC, blasts, CAR T cells in blood, patient, scenario, params."""
-
-    def __init__(self, sim):
-        keys = ("p", "scenario", "index", "patient", "volume_l", "tissue_a_stim")
-        self.__dict__.update({k: getattr(sim, k) for k in keys})
-        self.cyt = np.zeros((3, 4))
-        self.bl_obs = np.zeros((3, 3))
-        self.anc_value = 3.0
-        self.car_t_per_ul = 0.0
-
-    def car_t_per_ul_blood(self):
-        return self.car_t_per_ul
-
-    def anc(self):
-        return self.anc_value
-
-    def bm_blast_percent(self):
-        return 50.0
+def readings(il6: float = 0.0, ifng: float = 0.0, anc: float = 3.0, engaged_car_t_per_ul: float = 0.0) -> Readings:
+    """What the clinic reads: blood cytokines, ANC, engaged CAR T cells; a marrow of 50% blasts (no remission)."""
+    return Readings(il6, ifng, engaged_car_t_per_ul, anc, 50.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-def clinic(**overrides):
-    sim = Simulation(scenario("cll1_standard", "horizon_days=1", *[f"{k}={v}" for k, v in overrides.items()]))
-    fake = FakeSim(sim)
-    return Clinic(fake), fake
+def clinic(*sets: str, **overrides):
+    """A fresh clinic for the first patient of a scenario (cll1_standard unless ``sets`` names another)."""
+    name = sets[0] if sets else "cll1_standard"
+    sim = Simulation(scenario(name, "horizon_days=1", *sets[1:], *[f"{k}={v}" for k, v in overrides.items()]))
+    return Clinic(sim), sim
 
 
-def hold(c, fake, il6, ifng, hours, t0=1.0):
-    fake.cyt[PB, IL6], fake.cyt[PB, IFNG] = il6, ifng
+def hold(c, r: Readings, hours: int, t0: float = 1.0) -> None:
     for h in range(hours):
-        c.update(t0 + h / 24, t0 + (h + 1) / 24)
+        c.update(t0 + h / 24, t0 + (h + 1) / 24, r)
 
 
 def test_fever_index_sets_grade1():
     """An index twice the fever threshold (and far below hypotension) is grade 1; a higher fever threshold, grade 0."""
     for fever, grade in ((1.0, 1), (3.0, 0)):
-        c, fake = clinic(**{"params.crs_fever_index": fever})
-        hold(c, fake, 2.0 * c.p["il6_ref_pg_per_ml"], 0.0, 48)  # index -> 2
+        c, _ = clinic(**{"params.crs_fever_index": fever})
+        hold(c, readings(il6=2.0 * c.p["il6_ref_pg_per_ml"]), 48)  # index -> 2
         assert c.state.crs_now == grade
 
 
 def test_cytokines_above_grade3_threshold_give_crs3():
-    c, fake = clinic(**{"interventions.tocilizumab_at_crs_grade": "null"})
-    p = c.p
-    il6 = 1.2 * CRS_THRESHOLDS[1] * p["il6_ref_pg_per_ml"]  # drive 1.2x the grade-3 (one vasopressor) threshold
-    hold(c, fake, il6, 0.0, 48)
+    c, _ = clinic(**{"interventions.tocilizumab_at_crs_grade": "null"})
+    il6 = 1.2 * CRS_THRESHOLDS[1] * c.p["il6_ref_pg_per_ml"]  # drive 1.2x the grade-3 (one vasopressor) threshold
+    hold(c, readings(il6=il6), 48)
     assert c.state.crs_now == 3
     assert c.state.steroids_given  # rule: steroids at CRS >= 3
 
 
 def test_tocilizumab_given_at_grade2_lowers_the_index():
-    c, fake = clinic()
+    c, _ = clinic()
     il6 = 1.2 * CRS_THRESHOLDS[1] * c.p["il6_ref_pg_per_ml"]
-    hold(c, fake, il6, 0.0, 48)
+    hold(c, readings(il6=il6), 48)
     assert c.state.toci_given and c.state.crs_now < 3  # IL-6 signalling blocked
 
 
 def test_crs_grade5_needs_a_sustained_extreme_index():
-    c, fake = clinic(**{"interventions.tocilizumab_at_crs_grade": "null"})
-    extreme = 1.5 * CRS_THRESHOLDS[3] * c.p["il6_ref_pg_per_ml"]
-    hold(c, fake, extreme, 0.0, 8)  # the index crosses the grade-5 level after ~7 h: not yet sustained
+    c, _ = clinic(**{"interventions.tocilizumab_at_crs_grade": "null"})
+    extreme = readings(il6=1.5 * CRS_THRESHOLDS[3] * c.p["il6_ref_pg_per_ml"])
+    hold(c, extreme, 8)  # the index crosses the grade-5 level after ~7 h: not yet sustained
     assert c.state.crs_now == 4 and c.state.death_day is None
-    hold(c, fake, extreme, 0.0, int(CRS5_HOURS) + 24, t0=2.0)
+    hold(c, extreme, int(CRS5_HOURS) + 24, t0=2.0)
     assert c.state.crs_now == 5 and c.state.death_cause == "CRS"
 
 
 def test_icans_grade_from_neurotoxicity_index():
-    c, fake = clinic()
+    c, _ = clinic()
     ref = c.p["icans_ref_pg_per_ml"]
     level = 1.5 * ICANS_THRESHOLDS[1] * ref  # sqrt(IL6 * IFN) / ref = 1.5 x grade-2 threshold
-    hold(c, fake, level, level, 96)
+    hold(c, readings(il6=level, ifng=level), 96)
     assert c.state.icans_now == 2
     assert c.state.steroids_given  # steroids at ICANS >= 2
 
 
 def test_infection_hazard_rises_as_anc_falls_and_with_duration():
-    c, fake = clinic()
+    c, _ = clinic()
     h = {anc: c.hazards_per_day(5.0, anc)["bacterial"] for anc in (2.0, 0.8, 0.3, 0.05)}
     assert h[2.0] < h[0.8] < h[0.3] < h[0.05]
-    c.state.neutropenic_days = 20.0
+    c.cs[cc.NEUTROPENIC_DAYS] = 20.0
     assert c.hazards_per_day(5.0, 0.05)["bacterial"] > h[0.05]
     assert c.hazards_per_day(5.0, 0.05)["fungal"] > c.hazards_per_day(5.0, 2.0)["fungal"] * 0 + c.p["infection_fungal_per_day"]
-    c.state.neutropenic_days = 0.0
+    c.cs[cc.NEUTROPENIC_DAYS] = 0.0
     assert math.isclose(c.hazards_per_day(5.0, 0.05)["fungal"], c.p["infection_fungal_per_day"])  # fungal comes late
     assert c.hazards_per_day(1.0, 2.0)["viral"] < c.hazards_per_day(20.0, 2.0)["viral"]  # viral later
 
@@ -103,7 +84,7 @@ def test_infection_hazard_rises_as_anc_falls_and_with_duration():
 def test_steroids_raise_infection_hazard():
     c, _ = clinic()
     base = c.hazards_per_day(5.0, 0.3)
-    c.state.steroid_until = 10.0
+    c.cs[cc.STEROID_UNTIL] = 10.0
     assert all(c.hazards_per_day(5.0, 0.3)[k] > base[k] for k in base)
 
 

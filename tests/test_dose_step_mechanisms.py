@@ -10,11 +10,12 @@ import pytest
 
 from sim.clinical import Clinic
 from sim.core.common import BM, EMD, PB, hill
-from sim.core.cytokines import IFNG, IL18, MAC, nb_update_cytokines
+from sim.core.cytokines import IFNG, IL18, MAC, CytokineConst, nb_update_cytokines
+from sim.core.engage import add_tissue_engagement
 from sim.model import Simulation
 from sim.params import CRS_THRESHOLDS
 from tests.conftest import scenario
-from tests.test_clinical import FakeSim, hold
+from tests.test_clinical import hold, readings
 
 SHORT = ("resolution.car_t_agents=300", "resolution.blast_agents=300")
 
@@ -46,7 +47,7 @@ def test_tissue_engagement_stimulates_a_cd123_product_in_marrow_and_blood_only()
     cd123 = Simulation(scenario("cd123_dasatinib.dose_3e6", on))
     assert cd123.tissue_sigma == pytest.approx(cd123.tissue_a_stim) and 0.0 < cd123.tissue_a_stim < 1.0
     sigma = np.zeros(3)
-    cd123.add_tissue_engagement(sigma)
+    add_tissue_engagement(cd123.k.engage, sigma)
     assert sigma[BM] == sigma[PB] == cd123.tissue_sigma and sigma[EMD] == 0.0
     assert Simulation(scenario("cll1_standard", on)).tissue_sigma == 0.0
 
@@ -65,14 +66,28 @@ def single_compartment_cytokines(byst_fg: float, damp: float, mac_damp: float, i
     cyt[BM, IL18] = il18
     present = np.array([True, False, False])
     zeros = np.zeros(3)
-    # dt, cyt, sigma, t_engaged, car_t, volume, present, mono, damp, p_ifn, k_il6, k_ifn, k_il18,
-    # il6_base, il18_base, il6_max, k_act, k_mac, k_dec, il18_fold, armor, il18_K, boost, exchange,
-    # byst_fg, byst_K, mac_damp
-    nb_update_cytokines(
-        96.0, cyt, zeros, zeros, np.array([1e9, 0.0, 0.0]), np.array([1.0, 5.0, 1.0]), present, 1.0, damp,
-        1e-3, math.log(2) / 2.0, math.log(2) / 0.5, 1e-9, 3.0, 370.0, 1e4, 0.2, 1500.0, 0.05, 1.0, 0.0,
-        2000.0, 0.0, 1.0, byst_fg, 3e4, mac_damp,
-    )  # fmt: skip
+    k = CytokineConst(
+        ifng_pg_per_engagement=1e-3,
+        k_il6_per_h=math.log(2) / 2.0,
+        k_ifng_per_h=math.log(2) / 0.5,
+        k_il18_per_h=1e-9,
+        il6_baseline_pg_per_ml=3.0,
+        il18_baseline_pg_per_ml=370.0,
+        il6_max_pg_per_ml=1e4,
+        macrophage_activation_per_h=0.2,
+        macrophage_ifng_half_sat_pg_per_ml=1500.0,
+        macrophage_decay_per_h=0.05,
+        il18_macrophage_fold=1.0,
+        armor_fg_per_cell_h=0.0,
+        il18_half_sat_pg_per_ml=2000.0,
+        il18_boost_max=0.0,
+        exchange_per_h=1.0,
+        bystander_fg_per_cell_h=byst_fg,
+        bystander_il18_half_sat_pg_per_ml=3e4,
+        # mac_damp = 1 - sensitivity (1 - damp): solve for the sensitivity that gives the asked mac_damp
+        macrophage_steroid_sensitivity=0.0 if damp == 1.0 else (1.0 - mac_damp) / (1.0 - damp),
+    )
+    nb_update_cytokines(96.0, k, cyt, zeros, zeros, np.array([1e9, 0.0, 0.0]), np.array([1.0, 5.0, 1.0]), present, 1.0, damp)
     return cyt[BM]
 
 
@@ -110,18 +125,15 @@ def test_vascular_leak_adds_to_the_crs_index_without_cytokines_and_is_not_blocke
             f"interventions.tocilizumab_at_crs_grade={toci}",
         )
     )
-    fake = FakeSim(sim)
-    fake.car_t_per_ul = sim.p["vascular_leak_half_car_t_per_ul"] / sim.tissue_a_stim
-    c = Clinic(fake)
-    hold(c, fake, 0.0, 0.0, 96)
+    c = Clinic(sim)
+    hold(c, readings(engaged_car_t_per_ul=sim.p["vascular_leak_half_car_t_per_ul"]), 96)
     assert c.state.inflammation == pytest.approx(half_leak_index, rel=1e-3)
     assert c.state.crs_now == 3
 
 
 def test_vascular_leak_needs_the_target_on_endothelium():
     sim = Simulation(scenario("cll1_standard", "params.vascular_leak_index_max=100"))
-    fake = FakeSim(sim)
-    fake.car_t_per_ul = 1e4
-    c = Clinic(fake)
-    hold(c, fake, 0.0, 0.0, 48)
+    assert sim.tissue_a_stim == 0.0  # so CAR T cells in blood engage no endothelium
+    c = Clinic(sim)
+    hold(c, readings(engaged_car_t_per_ul=1e4 * sim.tissue_a_stim), 48)
     assert c.state.inflammation == 0.0

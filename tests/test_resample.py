@@ -4,8 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.core.common import seed_step
 from sim.core.frames import Frame
+from sim.core.random import new_state
 from sim.core.resample import nb_resample_agents
 
 
@@ -26,9 +26,8 @@ def test_resample_conserves_total_weight_exactly(weights, target, seed):
     per_group_before = {}
     for w, c, k in zip(f.w[: f.n], f.comp[: f.n], f.cls[: f.n], strict=True):
         per_group_before[(c, k)] = per_group_before.get((c, k), 0) + int(w)
-    seed_step(np.uint64(seed), 0)
     f.ensure(target + 1)
-    f.n = nb_resample_agents(f.w, f.comp, f.cls, f.x, f.n, target, 3)
+    f.n = nb_resample_agents(f.arrays, f.n, target, 3, new_state(seed, 0))
     w = f.w[: f.n]
     assert int(sum(int(v) for v in w)) == before
     assert np.all(w > 0) and np.all(w == np.round(w))
@@ -52,10 +51,10 @@ def test_merge_keeps_weighted_mean_unbiased():
     """
     hits = 0
     trials = 20_000
-    for t in range(trials):
+    rs = new_state(12345, 0)  # one stream, drawn on: every merge gets fresh numbers
+    for _ in range(trials):
         f = make_frame([1, 3, 5, 5], [0, 0, 1, 2], [0, 0, 0, 0], [[0, 0], [1, 0], [0, 0], [0, 0]])
-        seed_step(np.uint64(12345), t)
-        f.n = nb_resample_agents(f.w, f.comp, f.cls, f.x, f.n, 3, 1)
+        f.n = nb_resample_agents(f.arrays, f.n, 3, 1, rs)
         survivor = [i for i in range(f.n) if f.comp[i] == 0]
         assert len(survivor) == 1 and f.w[survivor[0]] == 4
         hits += f.x[0, survivor[0]]
@@ -65,8 +64,8 @@ def test_merge_keeps_weighted_mean_unbiased():
 def test_split_reaches_single_cells():
     f = make_frame([7], [0], [0], [[2.5, 1.0]])
     f.ensure(64)
-    for step in range(10):
-        seed_step(np.uint64(1), step)
-        f.n = nb_resample_agents(f.w, f.comp, f.cls, f.x, f.n, 40, 1)
+    rs = new_state(1, 0)
+    for _ in range(10):
+        f.n = nb_resample_agents(f.arrays, f.n, 40, 1, rs)
     assert f.n == 7 and np.all(f.w[: f.n] == 1.0)
     assert np.all(f.x[0, : f.n] == 2.5)

@@ -12,36 +12,72 @@ at the cost of a few draws per doubling; antigen-negative subclones stay negativ
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
-from sim.core.common import BM, PB, binom, growth_prob, prob
+from sim.core.common import BM, EMD, PB, growth_prob, prob, space_factor
+from sim.core.random import S_BLASTS, begin, binomial, normal
+
+
+class BlastConst(NamedTuple):
+    """Constants of blast growth (per patient; rates per hour)."""
+
+    r_b: float  # division rate (cell cycle)
+    d_b: float  # death rate in marrow and EMD (net growth matches the doubling time)
+    d_pb: float  # death of circulating blasts
+    noise_sd: float  # antigen drift per division (log scale)
+    c_max: float  # marrow capacity (cells)
+    c_emd: float  # EMD capacity (cells)
+    crowding_exponent: float
 
 
 @njit(cache=True)
-def nb_grow_blasts(dt, w, comp, x, n, r_b, d_b, f_space_bm, f_space_emd, d_pb, extra_death, noise_sd):
-    """Update blast agents in place (no spawning)."""
+def bm_and_emd_blasts(bl, n):
+    """Blasts in marrow and in the extramedullary site."""
+    bm = emd = 0.0
+    for i in range(n):
+        if bl.comp[i] == BM:
+            bm += bl.w[i]
+        elif bl.comp[i] == EMD:
+            emd += bl.w[i]
+    return bm, emd
+
+
+@njit(cache=True)
+def nb_grow_blasts(dt, k, bl, n, occupancy, extra_death, rs):
+    """Update the ``n`` blast agents of ``bl`` in place (no spawning).
+
+    ``occupancy``: marrow cells competing for space; ``extra_death``: lymphodepletion and
+    graft-versus-leukemia hazards (per hour).
+    """
+    begin(rs, S_BLASTS)
+    f_bm = space_factor(occupancy, k.c_max, k.crowding_exponent)
+    f_emd = space_factor(bm_and_emd_blasts(bl, n)[1], k.c_emd, k.crowding_exponent)
+    p_birth = np.zeros(3)  # by compartment (blood: none)
+    p_birth[BM] = growth_prob(k.r_b * f_bm, dt)
+    p_birth[EMD] = growth_prob(k.r_b * f_emd, dt)
+    p_death_tissue = prob(k.d_b + extra_death, dt)  # factor exp((r f - d) dt)
+    p_death_pb = prob(k.d_pb + extra_death, dt)
+    w, x = bl.w, bl.x
     for i in range(n):
         if w[i] <= 0.0:
             continue
-        c = comp[i]
+        c = bl.comp[i]
         if c == PB:
-            w[i] -= binom(w[i], prob(d_pb + extra_death, dt))
+            w[i] -= binomial(rs, S_BLASTS, w[i], p_death_pb)
             continue
-        f = f_space_bm if c == BM else f_space_emd
-        births = binom(w[i], growth_prob(r_b * f, dt))
-        deaths = binom(w[i] + births, prob(d_b + extra_death, dt))  # factor exp((r f - d) dt)
-        new_w = w[i] + births - deaths
-        if new_w < 0.0:
-            new_w = 0.0
-        if births > 0.0 and noise_sd > 0.0 and new_w > 0.0:
+        births = binomial(rs, S_BLASTS, w[i], p_birth[c])
+        deaths = binomial(rs, S_BLASTS, w[i] + births, p_death_tissue)
+        new_w = max(w[i] + births - deaths, 0.0)
+        if births > 0.0 and k.noise_sd > 0.0 and new_w > 0.0:
             acc = x.shape[0] - 1
             x[acc, i] += births / new_w
             if x[acc, i] >= 0.25:
-                s = noise_sd * math.sqrt(x[acc, i])
+                s = k.noise_sd * math.sqrt(x[acc, i])
                 x[acc, i] = 0.0
-                for k in range(acc):
-                    if x[k, i] > 0.0:
-                        x[k, i] *= math.exp(s * np.random.standard_normal() - 0.5 * s * s)
+                for a in range(acc):
+                    if x[a, i] > 0.0:
+                        x[a, i] *= math.exp(s * normal(rs, S_BLASTS) - 0.5 * s * s)
         w[i] = new_w

@@ -20,6 +20,7 @@ scales the macrophage drive (``damp`` unless macrophages are steroid-refractory)
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from numba import njit
 
@@ -28,122 +29,74 @@ from sim.core.common import N_COMP, hill, relax
 IL6, IFNG, IL18, MAC = 0, 1, 2, 3
 
 
+class CytokineConst(NamedTuple):
+    """Constants of the cytokine fields (per patient and product)."""
+
+    ifng_pg_per_engagement: float
+    k_il6_per_h: float  # IL-6 clearance (ln 2 / half-life)
+    k_ifng_per_h: float
+    k_il18_per_h: float
+    il6_baseline_pg_per_ml: float
+    il18_baseline_pg_per_ml: float
+    il6_max_pg_per_ml: float
+    macrophage_activation_per_h: float  # times the patient's inflammatory reactivity
+    macrophage_ifng_half_sat_pg_per_ml: float
+    macrophage_decay_per_h: float
+    il18_macrophage_fold: float
+    armor_fg_per_cell_h: float  # IL-18 secreted by an armored product (0: not armored)
+    il18_half_sat_pg_per_ml: float
+    il18_boost_max: float  # IL-18 gain (0: no response)
+    exchange_per_h: float  # between compartments
+    bystander_fg_per_cell_h: float  # IFN-gamma of CAR T cells activated by IL-18 alone
+    bystander_il18_half_sat_pg_per_ml: float
+    macrophage_steroid_sensitivity: float  # 0: steroids do not damp macrophage activation
+
+
 @njit(cache=True)
-def nb_update_cytokines(
-    dt,
-    cyt,
-    sigma,
-    t_engaged,
-    car_t_cells,
-    volume_l,
-    present,
-    mono_factor,
-    damp,
-    p_ifn,
-    k_il6,
-    k_ifn,
-    k_il18,
-    il6_base,
-    il18_base,
-    il6_max,
-    k_act,
-    k_mac,
-    k_dec,
-    il18_fold,
-    armor_fg,
-    il18_half_sat,
-    il18_boost_max,
-    k_exchange,
-    byst_fg,
-    byst_half_sat,
-    mac_damp,
-):
-    """Advance cytokine pools in place, in sub-steps of at most 0.1 h (fast clearance and exchange)."""
+def nb_update_cytokines(dt, k, cyt, sigma, t_engaged, car_t_cells, volume_l, present, mono_factor, damp):
+    """Advance cytokine pools ``cyt[compartment, pool]`` in place, in sub-steps of at most 0.1 h.
+
+    ``sigma``/``t_engaged``: this step's engagements per T cell and engaged T cells;
+    ``car_t_cells``: CAR T cells per compartment; ``mono_factor``: monocyte/macrophage mass
+    relative to baseline; ``damp``: steroid damping of production.
+    """
     n_sub = int(math.ceil(dt / 0.1))
     h = dt / n_sub
+    mac_damp = 1.0 - k.macrophage_steroid_sensitivity * (1.0 - damp)
     for _ in range(n_sub):
-        _cytokine_substep(
-            h,
-            cyt,
-            sigma,
-            t_engaged,
-            car_t_cells,
-            volume_l,
-            present,
-            mono_factor,
-            damp,
-            p_ifn,
-            k_il6,
-            k_ifn,
-            k_il18,
-            il6_base,
-            il18_base,
-            il6_max,
-            k_act,
-            k_mac,
-            k_dec,
-            il18_fold,
-            armor_fg,
-            il18_half_sat,
-            il18_boost_max,
-            k_exchange,
-            byst_fg,
-            byst_half_sat,
-            mac_damp,
-        )
+        for c in range(N_COMP):
+            if present[c]:
+                produce_and_clear(
+                    h, k, cyt, c, sigma[c] * t_engaged[c], car_t_cells[c], volume_l[c] * 1e3, mono_factor, damp, mac_damp
+                )
+        exchange(h, k, cyt, volume_l, present)
 
 
 @njit(cache=True)
-def _cytokine_substep(
-    dt,
-    cyt,
-    sigma,
-    t_engaged,
-    car_t_cells,
-    volume_l,
-    present,
-    mono_factor,
-    damp,
-    p_ifn,
-    k_il6,
-    k_ifn,
-    k_il18,
-    il6_base,
-    il18_base,
-    il6_max,
-    k_act,
-    k_mac,
-    k_dec,
-    il18_fold,
-    armor_fg,
-    il18_half_sat,
-    il18_boost_max,
-    k_exchange,
-    byst_fg,
-    byst_half_sat,
-    mac_damp,
-):
-    for c in range(N_COMP):
-        if not present[c]:
-            continue
-        v_ml = volume_l[c] * 1e3
-        il18_gain = il18_boost(cyt[c, IL18], il18_base, il18_half_sat, il18_boost_max) if il18_boost_max > 0.0 else 1.0
-        ifn_prod = p_ifn * sigma[c] * t_engaged[c] * il18_gain * damp / v_ml
-        if byst_fg > 0.0:
-            ifn_prod += bystander_ifng(byst_fg, car_t_cells[c], cyt[c, IL18] - il18_base, byst_half_sat) * damp / v_ml
-        cyt[c, IFNG] = relax(cyt[c, IFNG], ifn_prod / k_ifn, k_ifn, dt)
-        drive = k_act * hill(cyt[c, IFNG], k_mac, 3.0) * il18_gain * mac_damp
-        cyt[c, MAC] = relax(cyt[c, MAC], drive / (drive + k_dec), drive + k_dec, dt)
-        il6_target = il6_base + il6_max * cyt[c, MAC] * mono_factor
-        cyt[c, IL6] = relax(cyt[c, IL6], il6_target, k_il6, dt)
-        il18_target = il18_base * (1.0 + (il18_fold - 1.0) * cyt[c, MAC]) + armor_fg * 1e-3 * car_t_cells[c] / v_ml / k_il18
-        cyt[c, IL18] = relax(cyt[c, IL18], il18_target, k_il18, dt)
-    # exchange toward the volume-weighted mean of present compartments
+def produce_and_clear(dt, k, cyt, c, engagements_per_h, car_t_cells, v_ml, mono_factor, damp, mac_damp):
+    """One sub-step of production, macrophage activation and first-order clearance in compartment ``c``."""
+    il18_gain = il18_boost(k, cyt[c, IL18]) if k.il18_boost_max > 0.0 else 1.0
+    ifn_prod = k.ifng_pg_per_engagement * engagements_per_h * il18_gain * damp / v_ml
+    if k.bystander_fg_per_cell_h > 0.0:
+        ifn_prod += bystander_ifng(k, car_t_cells, cyt[c, IL18] - k.il18_baseline_pg_per_ml) * damp / v_ml
+    cyt[c, IFNG] = relax(cyt[c, IFNG], ifn_prod / k.k_ifng_per_h, k.k_ifng_per_h, dt)
+    drive = k.macrophage_activation_per_h * hill(cyt[c, IFNG], k.macrophage_ifng_half_sat_pg_per_ml, 3.0) * il18_gain * mac_damp
+    cyt[c, MAC] = relax(cyt[c, MAC], drive / (drive + k.macrophage_decay_per_h), drive + k.macrophage_decay_per_h, dt)
+    il6_target = k.il6_baseline_pg_per_ml + k.il6_max_pg_per_ml * cyt[c, MAC] * mono_factor
+    cyt[c, IL6] = relax(cyt[c, IL6], il6_target, k.k_il6_per_h, dt)
+    armor = k.armor_fg_per_cell_h * 1e-3 * car_t_cells / v_ml / k.k_il18_per_h
+    il18_target = k.il18_baseline_pg_per_ml * (1.0 + (k.il18_macrophage_fold - 1.0) * cyt[c, MAC]) + armor
+    cyt[c, IL18] = relax(cyt[c, IL18], il18_target, k.k_il18_per_h, dt)
+
+
+@njit(cache=True)
+def exchange(dt, k, cyt, volume_l, present):
+    """Move each pool of present compartments toward their volume-weighted mean."""
     vol = 0.0
     for c in range(N_COMP):
         if present[c]:
             vol += volume_l[c]
-    mix = 1.0 - math.exp(-k_exchange * dt)
+    mix = 1.0 - math.exp(-k.exchange_per_h * dt)
     for p in range(3):
         mean = 0.0
         for c in range(N_COMP):
@@ -156,20 +109,20 @@ def _cytokine_substep(
 
 
 @njit(cache=True)
-def bystander_ifng(byst_fg, car_t_cells, il18_excess, half_sat):
+def bystander_ifng(k, car_t_cells, il18_excess):
     """IFN-gamma (pg/h) of CAR T cells activated by IL-18 alone: Hill 4 in IL-18 above baseline."""
-    return byst_fg * 1e-3 * car_t_cells * hill(il18_excess, half_sat, 4.0)
+    return k.bystander_fg_per_cell_h * 1e-3 * car_t_cells * hill(il18_excess, k.bystander_il18_half_sat_pg_per_ml, 4.0)
 
 
 @njit(cache=True)
-def il18_boost(il18, il18_base, il18_half_sat, il18_boost_max):
+def il18_boost(k, il18):
     """Boost ``1 + b * excess / (excess + K)`` from IL-18 above baseline (``b = 0``: no response)."""
-    e = max(0.0, il18 - il18_base)
-    return 1.0 + il18_boost_max * e / (e + il18_half_sat)
+    e = max(0.0, il18 - k.il18_baseline_pg_per_ml)
+    return 1.0 + k.il18_boost_max * e / (e + k.il18_half_sat_pg_per_ml)
 
 
 @njit(cache=True)
-def nb_il18_boost(cyt, il18_base, il18_half_sat, il18_boost_max, out):
+def nb_il18_boost(k, cyt, out):
     """Fill ``out[c]`` with the IL-18 proliferation boost of each compartment."""
     for c in range(out.shape[0]):
-        out[c] = il18_boost(cyt[c, IL18], il18_base, il18_half_sat, il18_boost_max)
+        out[c] = il18_boost(k, cyt[c, IL18])

@@ -8,7 +8,19 @@ carries ``x[k]``, its continuous properties. Kernels take the arrays and the liv
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+
+class Agents(NamedTuple):
+    """The arrays of one agent kind, as kernels take them (a view of a :class:`Frame`)."""
+
+    w: np.ndarray  # cells per agent (float64, whole numbers)
+    comp: np.ndarray  # compartment code (int8)
+    cls: np.ndarray  # phenotype, clone or stage (int8)
+    x: np.ndarray  # continuous properties [property, agent]
+    n: np.ndarray  # live agents, ``n[0]`` (the first ``n[0]`` slots)
 
 
 class Frame:
@@ -27,11 +39,20 @@ class Frame:
 
     def __init__(self, capacity: int, props: tuple[str, ...]):
         self.props = props
-        self.n = 0
+        self.count = np.zeros(1, np.int64)
         self.w = np.zeros(capacity)
         self.comp = np.zeros(capacity, np.int8)
         self.cls = np.zeros(capacity, np.int8)
         self.x = np.zeros((max(len(props), 1), capacity))
+
+    @property
+    def n(self) -> int:
+        """Live agents (the first ``n`` slots)."""
+        return int(self.count[0])
+
+    @n.setter
+    def n(self, value: int) -> None:
+        self.count[0] = value
 
     @property
     def capacity(self) -> int:
@@ -60,6 +81,11 @@ class Frame:
         if x is not None:
             self.x[:, i] = x
         self.n += 1
+
+    @property
+    def arrays(self) -> Agents:
+        """The current arrays (rebind after :meth:`ensure`)."""
+        return Agents(self.w, self.comp, self.cls, self.x, self.count)
 
     def total(self) -> float:
         """Total weight (real cells)."""

@@ -14,10 +14,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from sim.core.random import S_RESAMPLE, begin, uniform
+
 
 @njit(cache=True)
-def nb_compact_agents(w, comp, cls, x, n):
+def nb_compact_agents(f, n):
     """Remove zero-weight agents; return the new count."""
+    w, comp, cls, x = f.w, f.comp, f.cls, f.x
     j = 0
     for i in range(n):
         if w[i] > 0.0:
@@ -32,8 +35,9 @@ def nb_compact_agents(w, comp, cls, x, n):
 
 
 @njit(cache=True)
-def nb_merge_agents(w, comp, cls, x, n, target, n_cls):
+def nb_merge_agents(f, n, target, n_cls, rs):
     """Merge lightest same-group pairs until at most ``target`` agents remain."""
+    w, comp, cls = f.w, f.comp, f.cls
     order = np.argsort(w[:n])
     n_groups = 3 * n_cls
     pending = -np.ones(n_groups, np.int64)
@@ -49,7 +53,7 @@ def nb_merge_agents(w, comp, cls, x, n, target, n_cls):
             pending[g] = i
             continue
         total = w[i] + w[j]
-        if np.random.random() * total < w[i]:
+        if uniform(rs, S_RESAMPLE) * total < w[i]:
             keep, drop = i, j
         else:
             keep, drop = j, i
@@ -57,12 +61,13 @@ def nb_merge_agents(w, comp, cls, x, n, target, n_cls):
         w[drop] = 0.0
         pending[g] = -1
         merged += 1
-    return nb_compact_agents(w, comp, cls, x, n)
+    return nb_compact_agents(f, n)
 
 
 @njit(cache=True)
-def nb_split_agents(w, comp, cls, x, n, target):
+def nb_split_agents(f, n, target):
     """Halve the heaviest agents (weight >= 2) until ``target`` agents exist or none can split."""
+    w, comp, cls, x = f.w, f.comp, f.cls, f.x
     order = np.argsort(-w[:n])
     m = n
     for r in range(n):
@@ -83,15 +88,16 @@ def nb_split_agents(w, comp, cls, x, n, target):
 
 
 @njit(cache=True)
-def nb_resample_agents(w, comp, cls, x, n, target, n_cls):
+def nb_resample_agents(f, n, target, n_cls, rs):
     """Compact, then merge above ``target + target // 8`` or split below ``target // 2``; return the count.
 
     The hysteresis keeps the sort out of most steps. The caller guarantees capacity for
     ``target`` agents.
     """
-    n = nb_compact_agents(w, comp, cls, x, n)
+    begin(rs, S_RESAMPLE)
+    n = nb_compact_agents(f, n)
     if n > target + target // 8:
-        return nb_merge_agents(w, comp, cls, x, n, target, n_cls)
+        return nb_merge_agents(f, n, target, n_cls, rs)
     if n < target // 2:
-        return nb_split_agents(w, comp, cls, x, n, (3 * target) // 4)
+        return nb_split_agents(f, n, (3 * target) // 4)
     return n

@@ -32,17 +32,22 @@ import mesa
 import numpy as np
 
 from sim.antigens import Stage
-from sim.core.car_t import EFFECTOR, EXHAUSTED, MEMORY, car_t_rates
-from sim.core.common import BM, EMD, N_COMP, PB, activation, engagement_rate, growth_prob, hill, prob, relax, space_factor
+from sim.core.car_t import EFFECTOR, EXHAUSTED, MEMORY, car_t_rates, signal
+from sim.core.common import BM, EMD, N_COMP, PB, activation, growth_prob, hill, prob, relax, space_factor
 from sim.core.cytokines import nb_il18_boost
-from sim.core.hematopoiesis import N_STAGES
+from sim.core.engage import add_tissue_engagement, kill_hazard_and_stimulation
+from sim.core.hematopoiesis import N_STAGES, gcsf_fold, mitotic_transit
 from sim.model import STEP_PHASES, Simulation, stage_compartments
 from sim.scenario import Scenario
 
 # The rate formulas of the core, as plain Python (no compiled code in the cell loops).
 _activation = activation.py_func
 _car_t_rates = car_t_rates.py_func
-_engagement_rate = engagement_rate.py_func
+_kill_hazard_and_stimulation = kill_hazard_and_stimulation.py_func
+_add_tissue_engagement = add_tissue_engagement.py_func
+_signal = signal.py_func
+_gcsf_fold = gcsf_fold.py_func
+_mitotic_transit = mitotic_transit.py_func
 _growth_prob = growth_prob.py_func
 _hill = hill.py_func
 _prob = prob.py_func
@@ -183,7 +188,7 @@ class ReferenceModel(mesa.Model):
         """Nothing to do: every agent is one cell."""
 
     def _phase_engage(self) -> None:
-        host, p, dt = self.host, self.p, self.dt
+        host, dt = self.host, self.dt
         blasts, myeloid, car_t = self.cells(Blast), self.cells(MyeloidCell), self.cells(CarTCell)
         act_kill, act_stim, t_kill = [0.0] * N_COMP, [0.0] * N_COMP, [0.0] * N_COMP
         for b in blasts:
@@ -199,10 +204,9 @@ class ReferenceModel(mesa.Model):
         hazard = [0.0] * N_COMP
         for c in range(N_COMP):
             host.t_engaged[c], host.sigma[c], host.kills_blast[c] = t_kill[c], 0.0, 0.0
-            if act_kill[c] > 0.0 and t_kill[c] > 0.0:
-                rho = _engagement_rate(act_kill[c], t_kill[c], host.volume_l[c], p["search_rate_l_per_h"], p["handling_time_h"])
-                hazard[c] = rho * t_kill[c] * p["kill_per_activation"] * host.damp / act_kill[c]
-                host.sigma[c] = rho * act_stim[c] / act_kill[c]
+            hazard[c], host.sigma[c] = _kill_hazard_and_stimulation(
+                host.k.engage, act_kill[c], act_stim[c], t_kill[c], host.volume_l[c], host.damp
+            )
         for b in blasts:
             if self._bernoulli(_prob(hazard[b.comp] * b.a_kill, dt)):
                 host.kills_blast[b.comp] += 1.0
@@ -219,27 +223,25 @@ class ReferenceModel(mesa.Model):
             if self._bernoulli(_prob(hazard[STAGE_COMP[m.stage]] * host.my_a_kill[m.stage], dt)):
                 host.kills_myeloid[m.stage] += 1.0
                 m.die()
-        host.add_tissue_engagement(host.sigma)
+        _add_tissue_engagement(host.k.engage, host.sigma)
         for t in car_t:
             t.load += host.sigma[t.comp] * dt
-        host.killed_total_myeloid += host.kills_myeloid
-        host.killed_total_blasts += sum(host.kills_blast)
+        host.killed_total_myeloid[:] += host.kills_myeloid
 
     def _phase_car_t(self) -> None:
         host, p, dt = self.host, self.p, self.dt
         for c in range(N_COMP):
             host.stim[c] = _relax(host.stim[c], host.sigma[c], 1.0 / p["stim_memory_h"], dt)
-        if host.armor_fg > 0.0:
-            nb_il18_boost(host.cyt, p["il18_baseline_pg_per_ml"], p["il18_half_sat_pg_per_ml"], p["il18_boost_max"], host.boost)
+        if host.k.cytokines.il18_boost_max > 0.0:
+            nb_il18_boost(host.k.cytokines, host.cyt, host.boost)
         cells = self.cells(CarTCell)
         space = host.t_cell_space(float(len(cells)))
-        fitness, ld, floor, damp = host.patient.product_fitness, host.ld_signal(host.t_day), p["ld_expansion_floor"], host.damp
+        ld, damp = host.ld_signal(host.t_day), host.damp
         d_extra = host.rejection_per_h(host.t_day)
-        constants = host.car_t_constants()
         for t in cells:
             c = t.comp
-            g = _hill(host.stim[c], p["stim_half_sat_per_h"], 2.0)
-            rates = _car_t_rates(t.phenotype, g, host.sigma[c], fitness, host.boost[c], ld, floor, space, damp, *constants)
+            g = _signal(host.k.car_t, host.stim[c])
+            rates = _car_t_rates(host.k.car_t, t.phenotype, g, host.sigma[c], host.boost[c], ld, space, damp)
             div, death, to_m, to_e, to_x = rates
             family = [t]
             if self._bernoulli(_growth_prob(div, dt)):
@@ -258,7 +260,7 @@ class ReferenceModel(mesa.Model):
         f = {BM: _space_factor(host.occupancy(), host.c_max, k)}
         if host.present[EMD]:
             f[EMD] = _space_factor(float(self._blasts_in(EMD)), host.c_emd, k)
-        extra = host._ld_hazard(p["ld_blast_kill_per_day"]) + host.gvl_per_h()
+        extra = host.ld_hazards_per_h(host.t_day)[0] + host.gvl_per_h()
         # a division adds 1/2 division per cell to each daughter: the core's drift at weight 1
         s = p["antigen_noise_sd"] * math.sqrt(0.5)
         for b in self.cells(Blast):
@@ -279,13 +281,10 @@ class ReferenceModel(mesa.Model):
         host, p, lin, dt = self.host, self.p, self.host.lineage, self.dt
         host.ref_blasts_bm = float(self._blasts_in(BM))
         ratio = _space_factor(host.occupancy(), host.c_max, p["crowding_exponent"]) / host.f0
-        gcsf = min((host.anc0 / max(host.anc(), 1e-6)) ** p["gcsf_gamma"], p["gcsf_max_fold"])
-        ld = host._ld_hazard(p["ld_myelo_kill_per_day"])
+        gcsf = _gcsf_fold(lin, host.anc())
+        ld = host.ld_hazards_per_h(host.t_day)[1]
         h = float(self.stage_count[Stage.HSPC])
-        r_div = min(lin.r_p * gcsf, 0.95 * lin.k_tr)
-        lam = lin.k_tr + ld - r_div
-        stay = math.exp(-lam * dt)
-        leave = (lin.k_tr + ld) * (-math.expm1(-lam * dt)) / lam
+        stay, leave, mature = _mitotic_transit(lin, gcsf, ld, dt)
         for m in self.cells(MyeloidCell):  # flows from the start-of-step state
             s = m.stage
             if s == Stage.HSPC:
@@ -301,7 +300,7 @@ class ReferenceModel(mesa.Model):
                     family.append(MyeloidCell(self, s))
                 for cell in family:
                     if self._bernoulli(leave / (stay + leave)):
-                        if self._bernoulli(lin.k_tr / (lin.k_tr + ld)):
+                        if self._bernoulli(mature):
                             cell.mature(s + 1)
                         else:
                             cell.die()

@@ -1,0 +1,240 @@
+"""Phase 7 (second half): the clinic, compiled, on a float state vector with named slots.
+
+The rules are documented in :mod:`sim.clinical`, which also holds the Python view of the
+state (:class:`~sim.clinical.ClinicalState`). ``None`` is NaN in the vector; infection
+events are rows ``(day, kind, fatal)`` of a preallocated array.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from sim.core.random import S_INFECTION, uniform
+
+# slots of the clinical state vector ``cs``
+(
+    INFLAMMATION,
+    NEURO,
+    CRS_NOW,
+    ICANS_NOW,
+    CRS5_HOURS,
+    TOCI_UNTIL,
+    STEROID_UNTIL,
+    TOCI_GIVEN,
+    STEROIDS_GIVEN,
+    NEUTROPENIC_DAYS,
+    REMISSION_DAY,
+    RELAPSE_DAY,
+    RELAPSE_NEGATIVE,
+    RELAPSE_ICAR,
+    HSCT_DAY,
+    DEATH_DAY,
+    DEATH_CAUSE,
+    N_INFECTIONS,
+) = range(18)
+N_SLOTS = 18
+#: Infection events kept per patient (later ones are counted but not stored).
+MAX_INFECTIONS = 256
+
+INFECTION_TYPES = ("bacterial", "fungal", "viral")
+#: Death causes by code (0: alive).
+DEATH_CAUSES = ("", "CRS", "leukemia", "infection (bacterial)", "infection (fungal)", "infection (viral)")
+CAUSE_CRS, CAUSE_LEUKEMIA, CAUSE_INFECTION = 1, 2, 3
+
+
+class ClinicConst(NamedTuple):
+    """Grading thresholds, intervention rules and infection hazards of one patient."""
+
+    il6_ref_pg_per_ml: float
+    ifng_ref_pg_per_ml: float
+    icans_ref_pg_per_ml: float
+    inflammation_tau_h: float
+    tocilizumab_il6_block: float
+    vascular_leak_index_max: float
+    vascular_leak_half_car_t_per_ul: float
+    crs_levels: tuple  # index levels of CRS grades 1-4 (fever, hypotension, one and several vasopressors)
+    crs5_index: float  # grade 5 when sustained
+    crs5_hours: float
+    icans_levels: tuple  # index levels of ICANS grades 1-4
+    tocilizumab_grade: int  # -1: never
+    steroids_crs_grade: int  # -1: never
+    steroids_icans_grade: int  # -1: never
+    tocilizumab_days: float
+    steroid_days: float
+    bacterial_per_day: float
+    anc_fold_below_1: float
+    anc_fold_below_0_5: float
+    anc_fold_below_0_1: float
+    duration_days: float
+    fungal_per_day: float
+    fungal_onset_days: float
+    fungal_ramp: float
+    viral_per_day: float
+    viral_onset_days: float
+    steroid_fold: float
+    prior_hsct_fold: float
+    prior_hsct: bool
+    fatality: tuple  # per infection type
+    lethal_blast_burden: float
+    pb_blast_detect_per_ul: float
+    emd_detect_cells: float
+
+
+class Readings(NamedTuple):
+    """What the clinic reads off the patient at the end of a step."""
+
+    il6_pg_per_ml: float  # blood
+    ifng_pg_per_ml: float
+    engaged_car_t_per_ul: float  # CAR T cells per uL of blood times their activation by endothelium
+    anc_1e9_per_l: float
+    bm_blast_percent: float
+    pb_blasts_per_ul: float
+    emd_blasts: float
+    total_blasts: float
+    bm_blasts: float
+    bm_target_negative: float
+    bm_icar_protected: float
+
+
+def new_state() -> tuple[np.ndarray, np.ndarray]:
+    """A fresh clinical state vector and infection table."""
+    cs = np.full(N_SLOTS, np.nan)
+    cs[[INFLAMMATION, NEURO, CRS_NOW, ICANS_NOW, CRS5_HOURS, TOCI_GIVEN, STEROIDS_GIVEN, NEUTROPENIC_DAYS]] = 0.0
+    cs[[TOCI_UNTIL, STEROID_UNTIL]] = -np.inf
+    cs[DEATH_CAUSE] = 0.0
+    cs[N_INFECTIONS] = 0.0
+    return cs, np.zeros((MAX_INFECTIONS, 3))
+
+
+@njit(cache=True)
+def steroids_active(cs, t_day):
+    """Whether corticosteroids act at ``t_day``."""
+    return t_day < cs[STEROID_UNTIL]
+
+
+@njit(cache=True)
+def steroid_damp(cs, t_day):
+    """Steroid damping of CAR T proliferation, killing and cytokine production."""
+    return 0.5 if steroids_active(cs, t_day) else 1.0
+
+
+@njit(cache=True)
+def _count_at_or_above(x, levels):
+    g = 0
+    for lv in levels:
+        if x >= lv:
+            g += 1
+    return g
+
+
+@njit(cache=True)
+def update_grades(k, cs, r, t_day, dt_h):
+    """Relax the inflammation and neurotoxicity indices and read off CRS and ICANS grades."""
+    il6 = r.il6_pg_per_ml * (1.0 - k.tocilizumab_il6_block if t_day < cs[TOCI_UNTIL] else 1.0)
+    drive = il6 / k.il6_ref_pg_per_ml + r.ifng_pg_per_ml / k.ifng_ref_pg_per_ml
+    if k.vascular_leak_index_max > 0.0:  # capillary leak: CAR T cells engaging target-positive endothelium
+        x = r.engaged_car_t_per_ul / k.vascular_leak_half_car_t_per_ul
+        drive += k.vascular_leak_index_max * (x**4 / (1.0 + x**4) if x > 0.0 else 0.0)
+    rate = 1.0 / k.inflammation_tau_h
+    cs[INFLAMMATION] = drive + (cs[INFLAMMATION] - drive) * math.exp(-rate * dt_h)
+    neuro_drive = math.sqrt(max(r.il6_pg_per_ml, 0.0) * max(r.ifng_pg_per_ml, 0.0)) / k.icans_ref_pg_per_ml
+    cs[NEURO] = neuro_drive + (cs[NEURO] - neuro_drive) * math.exp(-0.5 * rate * dt_h)
+    cs[CRS_NOW] = _count_at_or_above(cs[INFLAMMATION], k.crs_levels)
+    cs[ICANS_NOW] = _count_at_or_above(cs[NEURO], k.icans_levels)
+    cs[CRS5_HOURS] = cs[CRS5_HOURS] + dt_h if cs[INFLAMMATION] >= k.crs5_index else 0.0
+    if cs[CRS5_HOURS] >= k.crs5_hours:
+        cs[CRS_NOW] = 5
+
+
+@njit(cache=True)
+def apply_interventions(k, cs, t_end):
+    """Tocilizumab once at its CRS grade; corticosteroids at their CRS or ICANS grade."""
+    if k.tocilizumab_grade >= 0 and cs[CRS_NOW] >= k.tocilizumab_grade and cs[TOCI_GIVEN] == 0.0:
+        cs[TOCI_UNTIL] = t_end + k.tocilizumab_days
+        cs[TOCI_GIVEN] = 1.0
+    crs_rule = k.steroids_crs_grade >= 0 and cs[CRS_NOW] >= k.steroids_crs_grade
+    icans_rule = k.steroids_icans_grade >= 0 and cs[ICANS_NOW] >= k.steroids_icans_grade
+    if crs_rule or icans_rule:
+        cs[STEROID_UNTIL] = t_end + k.steroid_days
+        cs[STEROIDS_GIVEN] = 1.0
+
+
+@njit(cache=True)
+def infection_hazards_per_day(k, cs, t_day, anc):
+    """Bacterial, fungal and viral hazards per day (see :mod:`sim.clinical`)."""
+    fold = 1.0
+    if anc < 1.0:
+        fold = k.anc_fold_below_1
+    if anc < 0.5:
+        fold = k.anc_fold_below_0_5
+    if anc < 0.1:
+        fold = k.anc_fold_below_0_1
+    days = cs[NEUTROPENIC_DAYS]
+    bacterial = k.bacterial_per_day * fold * (1.0 + days / k.duration_days)
+    fungal = k.fungal_per_day * (1.0 + k.fungal_ramp * max(0.0, days - k.fungal_onset_days) / 10.0)
+    viral = k.viral_per_day * (1.0 + 3.0 * min(1.0, max(0.0, t_day / k.viral_onset_days)))
+    mult = k.steroid_fold if steroids_active(cs, t_day) else 1.0
+    if k.prior_hsct or not math.isnan(cs[HSCT_DAY]):
+        mult *= k.prior_hsct_fold
+    return bacterial * mult, fungal * mult, viral * mult
+
+
+@njit(cache=True)
+def draw_infections(k, cs, inf, t_day, dt_h, anc, rs):
+    """Draw this step's infections; a fatal one ends the course."""
+    cs[NEUTROPENIC_DAYS] = cs[NEUTROPENIC_DAYS] + dt_h / 24.0 if anc < 0.5 else 0.0
+    hazards = infection_hazards_per_day(k, cs, t_day, anc)
+    for kind in range(3):
+        if uniform(rs, S_INFECTION) < -math.expm1(-hazards[kind] * dt_h / 24.0):
+            cf = k.fatality[kind] * (3.0 if kind == 0 and anc < 0.1 else 1.0)
+            fatal = uniform(rs, S_INFECTION) < min(cf, 1.0)
+            i = int(cs[N_INFECTIONS])
+            if i < inf.shape[0]:
+                inf[i, 0] = round(t_day * 1e4) / 1e4
+                inf[i, 1] = kind
+                inf[i, 2] = 1.0 if fatal else 0.0
+            cs[N_INFECTIONS] = i + 1
+            if fatal and math.isnan(cs[DEATH_DAY]):
+                cs[DEATH_DAY] = t_day + dt_h / 24.0
+                cs[DEATH_CAUSE] = CAUSE_INFECTION + kind
+
+
+@njit(cache=True)
+def in_remission(k, r):
+    """BM blasts < 5%, no circulating blasts, no detectable EMD."""
+    return r.bm_blast_percent < 5.0 and r.pb_blasts_per_ul < k.pb_blast_detect_per_ul and r.emd_blasts < k.emd_detect_cells
+
+
+@njit(cache=True)
+def remission_and_relapse(k, cs, r, t_end):
+    """First remission; then the first relapse, with the share of marrow blasts negative or protected."""
+    if math.isnan(cs[REMISSION_DAY]):
+        if in_remission(k, r):
+            cs[REMISSION_DAY] = t_end
+        return
+    relapsed = r.bm_blast_percent >= 5.0 or r.emd_blasts >= k.emd_detect_cells
+    if math.isnan(cs[RELAPSE_DAY]) and relapsed:
+        cs[RELAPSE_DAY] = t_end
+        total = max(r.bm_blasts, 1.0)
+        cs[RELAPSE_NEGATIVE] = r.bm_target_negative / total
+        cs[RELAPSE_ICAR] = r.bm_icar_protected / total
+
+
+@njit(cache=True)
+def nb_clinic_update(k, cs, inf, r, t_day, t_end, rs):
+    """Advance the clinical state over the step [t_day, t_end) from the readings ``r``."""
+    dt_h = (t_end - t_day) * 24.0
+    update_grades(k, cs, r, t_day, dt_h)
+    apply_interventions(k, cs, t_end)
+    if t_day >= 0.0:
+        draw_infections(k, cs, inf, t_day, dt_h, r.anc_1e9_per_l, rs)
+        remission_and_relapse(k, cs, r, t_end)
+    if math.isnan(cs[DEATH_DAY]):
+        if cs[CRS_NOW] == 5:
+            cs[DEATH_DAY], cs[DEATH_CAUSE] = t_end, CAUSE_CRS
+        elif r.total_blasts >= k.lethal_blast_burden:
+            cs[DEATH_DAY], cs[DEATH_CAUSE] = t_end, CAUSE_LEUKEMIA
