@@ -113,14 +113,14 @@ def _write_run(result, sim, out_dir: Path) -> None:
     with staged_outputs(out_dir) as staging:
         write_parquet(staging / "timeseries.parquet", result.timeseries)
         write_json(staging / "summary.json", result.summary)
-        save_figure(staging / "patient.png", patient_figure(result.timeseries, result.summary, sim.volume_l[1]))
+        save_figure(staging / "patient.png", patient_figure(result.timeseries, result.summary, sim.volume_l[1]), tight=False)
 
 
 @app.command()
 def cohort(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML (one trial arm)")],
     n: Annotated[int, typer.Option("-n", "--n-patients", min=1, help="Number of virtual patients")] = 100,
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all CPUs)")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker threads (default: all CPUs)")] = None,
     seed: Annotated[int | None, typer.Option(help="Root seed (overrides the scenario's seed)")] = None,
     overrides: SetOption = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/<scenario name>-cohort)")] = None,
@@ -184,7 +184,7 @@ def _print_cohort(summary: dict) -> None:
 def compare(
     scenarios: Annotated[list[Path], typer.Argument(help="Two or more arm scenarios; differences are against the first")],
     n: Annotated[int, typer.Option("-n", "--n-patients", min=2, help="Virtual patients per arm (the same in every arm)")] = 200,
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all CPUs)")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker threads (default: all CPUs)")] = None,
     overrides: SetOption = None,
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("results") / "compare",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and simulate nothing")] = False,
@@ -249,7 +249,7 @@ def _print_comparison(comp) -> None:
 @app.command()
 def validate(
     n_patients: Annotated[int, typer.Option("--n-patients", "-n", min=10, help="Virtual patients simulated per arm")] = 200,
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all CPUs)")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker threads (default: all CPUs)")] = None,
     scenarios: Annotated[Path, typer.Option(help="Folder of scenarios with trial sections")] = Path("scenarios"),
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("results") / "validation",
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any metric falls outside its interval")] = False,
@@ -416,7 +416,7 @@ def screen(
     n: Annotated[
         int | None, typer.Option("-n", "--n-patients", min=2, help="Virtual patients per design (default: the spec's)")
     ] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all CPUs)")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker threads (default: all CPUs)")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/<screen name>)")] = None,
 ) -> None:
     """Rank targets or designs on the same virtual patients: screen.csv, screen.png and a printed ranking.

@@ -61,10 +61,10 @@ def write_parquet(path: str | Path, df) -> None:
         df.to_parquet(tmp, index=False)
 
 
-def save_figure(path: str | Path, fig) -> None:
-    """Save a matplotlib figure as PNG, atomically."""
+def save_figure(path: str | Path, fig, tight: bool = True) -> None:
+    """Save a matplotlib figure as PNG, atomically (``tight``: crop to the drawn area, one more layout pass)."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight" if tight else None)
 
 
 def _jsonable(o):

@@ -19,7 +19,8 @@ from sim import rng
 from sim.antigens import Stage, default_atlas
 from sim.clinical import Clinic
 from sim.core import step as core
-from sim.core.blasts import BlastConst
+from sim.core.blasts import A_KILL, A_STALE, A_STIM, BlastConst
+from sim.core.blasts import PROPERTIES as BLAST_PROPERTIES
 from sim.core.car_t import EFFECTOR, MEMORY, CarTConst, rejection_per_h, t_cell_space
 from sim.core.common import BM, EMD, N_COMP, PB, space_factor
 from sim.core.cytokines import IL6, IL18, CytokineConst
@@ -53,6 +54,17 @@ def stage_compartments() -> np.ndarray:
     comp[Stage.BLOOD_NEUTROPHIL] = PB
     comp[Stage.MONOCYTE] = PB
     return comp
+
+
+def stratified_normal(g: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` standard normal draws, one from each of ``n`` equiprobable strata, in random order.
+
+    Agents sample the patient's antigen-density distribution; stratifying makes a few
+    hundred agents represent it as well as thousands of independent draws would.
+    """
+    from scipy.special import ndtri
+
+    return ndtri((g.permutation(n) + g.random(n)) / n)
 
 
 def hazard_per_h(kill_per_day: float) -> float:
@@ -139,7 +151,7 @@ class Simulation:
         blasts_pb = blasts_bm * egress / (p["blast_homing_per_h"] + p["blast_pb_death_per_h"])
         res = self.scenario.resolution
         # room for the seeded agents, the resample hysteresis (1/8) and one step of spawns
-        self.blasts = Frame(4 * res.blast_agents + 64, (*self.atlas.names, "divisions_pending"))
+        self.blasts = Frame(4 * res.blast_agents + 64, (*self.atlas.names, *BLAST_PROPERTIES))
         self._seed_blasts(blasts_bm, BM, res.blast_agents, "bm")
         self._seed_blasts(blasts_pb, PB, max(res.blast_agents // 10, 1), "pb")
         if pt.has_emd:
@@ -156,13 +168,14 @@ class Simulation:
         if total < 1.0:
             return
         names = self.atlas.names
-        dens = np.zeros((len(names) + 1, n_agents + len(names)))  # last row: divisions pending
+        dens = np.zeros((len(names) + len(BLAST_PROPERTIES), n_agents + len(names)))  # then divisions, activation
+        dens[len(names) + A_STALE] = 1.0  # activation not computed yet
         # the first agents of the main clone are the LSC-like share, with the LSC densities
         n_lsc = int(np.ceil(self.p["lsc_fraction_of_blasts"] * n_agents))
         for k, name in enumerate(names):
             a = self.patient.antigens[name]
             if a.positive:
-                z = rng.generator(self.scenario.seed, self.index, f"blast.init.{where}.{name}").standard_normal(dens.shape[1])
+                z = stratified_normal(rng.generator(self.scenario.seed, self.index, f"blast.init.{where}.{name}"), dens.shape[1])
                 dens[k] = a.blast_median * np.exp(a.within_log_sd * z)
                 if a.lsc_median != a.blast_median:
                     dens[k, :n_lsc] = a.lsc_median * np.exp(a.within_log_sd * z[:n_lsc])
@@ -302,6 +315,7 @@ class Simulation:
                 self.c_max,
                 self.c_emd,
                 p["crowding_exponent"],
+                len(self.atlas.names),
             ),  # fmt: skip
             lineage=self.lineage,
             cytokines=CytokineConst(
@@ -348,7 +362,7 @@ class Simulation:
                 cyt[c, IL18] = self.p["il18_baseline_pg_per_ml"]
         scal = np.zeros(core.N_SCAL)
         scal[core.H_SET] = self._h_set0
-        cap = self.blasts.capacity
+        n_ag = len(self.atlas.names)
 
         def zeros(n: int = N_COMP) -> np.ndarray:
             return np.zeros(n)
@@ -360,8 +374,9 @@ class Simulation:
             my_comp=self.myeloid.comp,
             my_a_kill=self.my_a_kill,
             my_a_stim=self.my_a_stim,
-            bl_a_kill=np.zeros(cap),
-            bl_a_stim=np.zeros(cap),
+            bl_a_kill=self.blasts.x[n_ag + A_KILL],
+            bl_a_stim=self.blasts.x[n_ag + A_STIM],
+            bl_a_stale=self.blasts.x[n_ag + A_STALE],
             stim=zeros(),
             sigma=zeros(),
             t_engaged=zeros(),
@@ -455,7 +470,7 @@ class Simulation:
         x = self.blasts.x
         if np.all(fold == 1.0):
             return x
-        return x * np.append(fold, 1.0)[:, None]  # the last row counts divisions, not antigen
+        return x * np.append(fold, np.ones(len(BLAST_PROPERTIES)))[:, None]  # rows after the antigens are not densities
 
     def activations(self, x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Killing and cytokine-level activation of targets with densities ``x[antigen, target]``."""

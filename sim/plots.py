@@ -43,7 +43,7 @@ def patient_figure(ts, summary: dict, blood_l: float):
     for a in axes.flat:
         a.axvline(0, color="k", lw=0.5)
     fig.suptitle(f"{summary['scenario']} - patient {summary['patient_index']} - response day 28: {summary['response_day28']}")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.08, top=0.9, wspace=0.22, hspace=0.25)  # fixed: no layout pass
     return fig
 
 

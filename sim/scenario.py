@@ -297,10 +297,17 @@ class Adjuvant(_Strict):
 
 
 class Resolution(_Strict):
-    """Agents per kind: super-individuals are split or merged to stay near these counts."""
+    """Agents per kind: super-individuals are split or merged to stay near these counts.
 
-    car_t_agents: int = Field(1000, ge=4, le=1_000_000)
-    blast_agents: int = Field(1000, ge=4, le=1_000_000)
+    CAR T agents carry no property a rule reads beyond compartment and phenotype, so agents
+    of one group are exchangeable and their number changes no distribution (a sum of
+    binomials with one probability is a binomial); blast agents carry antigen densities
+    (stratified samples of the patient's distribution). ``tests/test_hybrid.py`` checks
+    that these defaults give the outcome distributions of 1000 agents per kind.
+    """
+
+    car_t_agents: int = Field(64, ge=4, le=1_000_000)
+    blast_agents: int = Field(256, ge=4, le=1_000_000)
 
 
 class Outputs(_Strict):

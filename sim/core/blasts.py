@@ -6,7 +6,9 @@ inherit their parent's antigen densities with multiplicative log-normal noise: a
 accumulates divisions per cell in its last property row and, once a quarter of its cells
 have divided, every positive density is multiplied by ``exp(s Z - s^2 / 2)`` with
 ``s = sigma * sqrt(accumulated)`` (mean-preserving), so clones drift apart over divisions
-at the cost of a few draws per doubling; antigen-negative subclones stay negative.
+at the cost of a few draws per doubling; antigen-negative subclones stay negative. An
+agent also carries its activation by the product (``a_kill``, ``a_stim``), recomputed only
+when its densities move (``a_stale``), so it travels with the agent through moves and merges.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from numba import njit
 from sim.core.common import BM, EMD, PB, growth_prob, prob, space_factor
 from sim.core.random import S_BLASTS, begin, binomial, normal
 
+#: Blast properties after the antigen densities (rows of ``x``, offset by the number of antigens).
+DIVISIONS_PENDING, A_KILL, A_STIM, A_STALE = range(4)
+PROPERTIES = ("divisions_pending", "a_kill", "a_stim", "a_stale")
+
 
 class BlastConst(NamedTuple):
     """Constants of blast growth (per patient; rates per hour)."""
@@ -31,6 +37,7 @@ class BlastConst(NamedTuple):
     c_max: float  # marrow capacity (cells)
     c_emd: float  # EMD capacity (cells)
     crowding_exponent: float
+    n_antigens: int  # rows of antigen density in ``x``; then the rows of ``PROPERTIES``
 
 
 @njit(cache=True)
@@ -72,12 +79,13 @@ def nb_grow_blasts(dt, k, bl, n, occupancy, extra_death, rs):
         deaths = binomial(rs, S_BLASTS, w[i] + births, p_death_tissue)
         new_w = max(w[i] + births - deaths, 0.0)
         if births > 0.0 and k.noise_sd > 0.0 and new_w > 0.0:
-            acc = x.shape[0] - 1
+            acc = k.n_antigens + DIVISIONS_PENDING
             x[acc, i] += births / new_w
             if x[acc, i] >= 0.25:
                 s = k.noise_sd * math.sqrt(x[acc, i])
                 x[acc, i] = 0.0
-                for a in range(acc):
+                for a in range(k.n_antigens):
                     if x[a, i] > 0.0:
                         x[a, i] *= math.exp(s * normal(rs, S_BLASTS) - 0.5 * s * s)
+                x[k.n_antigens + A_STALE, i] = 1.0  # densities moved: activation to recompute
         w[i] = new_w

@@ -71,6 +71,15 @@ def nb_target_activation(x, n, tg, fold, a_kill, a_stim):
 
 
 @njit(cache=True)
+def nb_refresh_activation(x, n, tg, fold, a_kill, a_stim, stale):
+    """Recompute ``a_kill``/``a_stim`` of the targets ``0..n-1`` marked ``stale`` (then clear the mark)."""
+    for j in range(n):
+        if stale[j] != 0.0:
+            a_kill[j], a_stim[j] = target_activation(x, j, tg, fold)
+            stale[j] = 0.0
+
+
+@njit(cache=True)
 def competence(k, cls):
     """Killing competence of a CAR T cell of phenotype ``cls`` (memory-like, effector, exhausted)."""
     if cls == 0:

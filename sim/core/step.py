@@ -36,7 +36,7 @@ from sim.core.blasts import BlastConst, bm_and_emd_blasts, nb_grow_blasts
 from sim.core.car_t import CarTConst, nb_update_car_t
 from sim.core.common import BM, EMD, N_COMP, PB, space_factor
 from sim.core.cytokines import IFNG, IL6, IL18, MAC, CytokineConst, nb_il18_boost, nb_update_cytokines
-from sim.core.engage import EngageConst, Targeting, nb_engage_targets, nb_target_activation
+from sim.core.engage import EngageConst, Targeting, nb_engage_targets, nb_refresh_activation
 from sim.core.frames import Agents
 from sim.core.hematopoiesis import MONOCYTE, LineageConst, anc, nb_step_hematopoiesis, normal_bm_cells
 from sim.core.observe import nb_observe_agents
@@ -47,8 +47,8 @@ from sim.core.traffic import TrafficConst, nb_traffic_cells, traffic_rates
 STEP_PHASES = ("resample", "engage", "car_t", "blasts", "hematopoiesis", "cytokines", "traffic", "observe")
 
 # slots of ``PatientState.scal``
-STEP, H_SET, INFUSED = 0, 1, 2
-N_SCAL = 3
+STEP, H_SET, INFUSED, ADJUVANT_ON = 0, 1, 2, 3
+N_SCAL = 4
 
 # what nb_run returns
 DONE, INFUSE, TRANSPLANT = 0, 1, 2
@@ -125,8 +125,9 @@ class PatientState(NamedTuple):
     my_comp: np.ndarray
     my_a_kill: np.ndarray  # activation of each lineage class (constant densities)
     my_a_stim: np.ndarray
-    bl_a_kill: np.ndarray  # activation of each blast agent (this step)
+    bl_a_kill: np.ndarray  # activation of each blast agent (a row of ``bl.x``)
     bl_a_stim: np.ndarray
+    bl_a_stale: np.ndarray  # 1: densities moved since the activation was computed (a row of ``bl.x``)
     stim: np.ndarray  # smoothed stimulation per compartment
     sigma: np.ndarray  # cytokine-level engagements per T cell per hour
     t_engaged: np.ndarray
@@ -139,7 +140,7 @@ class PatientState(NamedTuple):
     bl_obs: np.ndarray  # [compartment, all | target-negative | iCAR-protected]
     volume_l: np.ndarray
     present: np.ndarray
-    scal: np.ndarray  # STEP, H_SET, INFUSED
+    scal: np.ndarray  # STEP, H_SET, INFUSED, ADJUVANT_ON
     cs: np.ndarray  # clinical state vector (sim.core.clinic)
     inf: np.ndarray  # infection events
 
@@ -239,7 +240,11 @@ def phase_resample(k, st, rs, rec):
 def phase_engage(k, st, rs, rec):
     """1: encounters and killing."""
     t = t_day_of(k, st)
-    nb_target_activation(st.bl.x, st.bl.n[0], k.targeting, density_fold(k.sched, t), st.bl_a_kill, st.bl_a_stim)
+    on = 1.0 if k.sched.adjuvant_start_day <= t < k.sched.adjuvant_end_day else 0.0
+    if on != st.scal[ADJUVANT_ON]:  # the adjuvant starts or stops: every activation changes
+        st.bl_a_stale[:] = 1.0
+        st.scal[ADJUVANT_ON] = on
+    nb_refresh_activation(st.bl.x, st.bl.n[0], k.targeting, density_fold(k.sched, t), st.bl_a_kill, st.bl_a_stim, st.bl_a_stale)
     nb_engage_targets(k.sched.dt_h, k.engage, st, cc.steroid_damp(st.cs, t), rs)
 
 
@@ -338,7 +343,7 @@ def pending_event(k, st):
     return DONE
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def nb_run(k, st, rs, rec, stop_step):
     """Step until ``stop_step``, death, or an event Python must apply (returned; see ``pending_event``)."""
     while st.scal[STEP] < stop_step and math.isnan(st.cs[cc.DEATH_DAY]):

@@ -140,7 +140,7 @@ class ReferenceModel(mesa.Model):
         bl = host.blasts
         for j in range(bl.n):
             for _ in range(int(bl.w[j])):
-                Blast(self, int(bl.comp[j]), int(bl.cls[j]), [float(v) for v in bl.x[:-1, j]])
+                Blast(self, int(bl.comp[j]), int(bl.cls[j]), [float(v) for v in bl.x[: len(host.atlas.names), j]])
         self.infused = False
         self._observe()
 
