@@ -389,10 +389,3 @@ def load_param_set(name_or_path: str) -> dict[str, float]:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not PARAMETERS[n].low <= v <= PARAMETERS[n].high:
             raise UserError(str(p), f"params.{n}", v, f"a number within [{PARAMETERS[n].low:g}, {PARAMETERS[n].high:g}]")
     return {n: float(v) for n, v in values.items()}
-
-
-def with_param_set(sc, values: dict[str, float] | None):
-    """``sc`` with a parameter set as its base; the scenario's own ``params`` still win."""
-    if not values:
-        return sc
-    return sc.model_copy(update={"params": {**values, **sc.params}})

@@ -55,7 +55,7 @@ def _load(scenario: Path, overrides: list[str] | None, seed: int | None, params:
         extra.append(f"seed={seed}")
     sc = load_scenario(scenario, extra)
     if params:
-        from sim.calibrate import with_param_set
+        from sim.scenario import with_param_set
 
         sc = with_param_set(sc, params)
     return sc

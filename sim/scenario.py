@@ -555,3 +555,10 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
 def json_schema() -> dict:
     """The JSON Schema of a scenario file (for editors)."""
     return Scenario.model_json_schema()
+
+
+def with_param_set(sc: Scenario, values: dict[str, float] | None) -> Scenario:
+    """``sc`` with a parameter set as its base; the scenario's own ``params`` still win."""
+    if not values:
+        return sc
+    return sc.model_copy(update={"params": {**values, **sc.params}})

@@ -154,9 +154,8 @@ def run_validation(scenario_dir: Path, n_sim: int, workers: int, on_arm=None, pa
     Raises:
         KeyError: (study, arm) of a reported arm that has no scenario.
     """
-    from sim.calibrate import with_param_set
     from sim.cohort import run_cohort
-    from sim.scenario import load_scenario
+    from sim.scenario import load_scenario, with_param_set
 
     arms = arm_scenarios(scenario_dir)
     records = []

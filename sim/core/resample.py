@@ -17,19 +17,24 @@ from numba import njit
 from sim.core.random import S_RESAMPLE, begin, uniform
 
 
+@njit(cache=True, inline="always")
+def copy_agent(f, src, dst, w):
+    """Put agent ``src``'s compartment, class and properties in slot ``dst``, with weight ``w``."""
+    f.w[dst] = w
+    f.comp[dst] = f.comp[src]
+    f.cls[dst] = f.cls[src]
+    for k in range(f.x.shape[0]):
+        f.x[k, dst] = f.x[k, src]
+
+
 @njit(cache=True)
 def nb_compact_agents(f, n):
     """Remove zero-weight agents; return the new count."""
-    w, comp, cls, x = f.w, f.comp, f.cls, f.x
     j = 0
     for i in range(n):
-        if w[i] > 0.0:
+        if f.w[i] > 0.0:
             if i != j:
-                w[j] = w[i]
-                comp[j] = comp[i]
-                cls[j] = cls[i]
-                for k in range(x.shape[0]):
-                    x[k, j] = x[k, i]
+                copy_agent(f, i, j, f.w[i])
             j += 1
     return j
 
@@ -67,7 +72,7 @@ def nb_merge_agents(f, n, target, n_cls, rs):
 @njit(cache=True)
 def nb_split_agents(f, n, target):
     """Halve the heaviest agents (weight >= 2) until ``target`` agents exist or none can split."""
-    w, comp, cls, x = f.w, f.comp, f.cls, f.x
+    w = f.w
     order = np.argsort(-w[:n])
     m = n
     for r in range(n):
@@ -78,11 +83,7 @@ def nb_split_agents(f, n, target):
             break
         half = np.floor(w[i] / 2.0)
         w[i] -= half
-        w[m] = half
-        comp[m] = comp[i]
-        cls[m] = cls[i]
-        for k in range(x.shape[0]):
-            x[k, m] = x[k, i]
+        copy_agent(f, i, m, half)
         m += 1
     return m
 
