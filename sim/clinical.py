@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 
 from sim.core import clinic as cc
 from sim.core.random import new_state as new_streams
-from sim.params import CRS_THRESHOLDS, ICANS_THRESHOLDS
+from sim.params import CRS_THRESHOLDS, ICANS_THRESHOLDS, ParamSet, infection_fatality
 from sim.readouts import EMD_DETECT_CELLS, PB_BLAST_DETECT_PER_UL
 
 INFECTION_TYPES = cc.INFECTION_TYPES
@@ -120,7 +120,7 @@ class ClinicalState:
         )
 
 
-def clinic_constants(p: dict[str, float], scenario, prior_hsct: bool) -> cc.ClinicConst:
+def clinic_constants(p: ParamSet, scenario, prior_hsct: bool) -> cc.ClinicConst:
     """The compiled clinic's constants from parameters ``p`` and the scenario's intervention rules."""
     iv = scenario.interventions
 
@@ -128,14 +128,14 @@ def clinic_constants(p: dict[str, float], scenario, prior_hsct: bool) -> cc.Clin
         return -1 if g is None else int(g)
 
     return cc.ClinicConst(
-        il6_ref_pg_per_ml=p["il6_ref_pg_per_ml"],
-        ifng_ref_pg_per_ml=p["ifng_ref_pg_per_ml"],
-        icans_ref_pg_per_ml=p["icans_ref_pg_per_ml"],
-        inflammation_tau_h=p["inflammation_tau_h"],
-        tocilizumab_il6_block=p["tocilizumab_il6_block"],
-        vascular_leak_index_max=p["vascular_leak_index_max"],
-        vascular_leak_half_car_t_per_ul=p["vascular_leak_half_car_t_per_ul"],
-        crs_levels=(p["crs_fever_index"], *CRS_THRESHOLDS[:3]),
+        il6_ref_pg_per_ml=p.il6_ref_pg_per_ml,
+        ifng_ref_pg_per_ml=p.ifng_ref_pg_per_ml,
+        icans_ref_pg_per_ml=p.icans_ref_pg_per_ml,
+        inflammation_tau_h=p.inflammation_tau_h,
+        tocilizumab_il6_block=p.tocilizumab_il6_block,
+        vascular_leak_index_max=p.vascular_leak_index_max,
+        vascular_leak_half_car_t_per_ul=p.vascular_leak_half_car_t_per_ul,
+        crs_levels=(p.crs_fever_index, *CRS_THRESHOLDS[:3]),
         crs5_index=CRS_THRESHOLDS[3],
         crs5_hours=CRS5_HOURS,
         icans_levels=tuple(ICANS_THRESHOLDS),
@@ -144,21 +144,21 @@ def clinic_constants(p: dict[str, float], scenario, prior_hsct: bool) -> cc.Clin
         steroids_icans_grade=grade(iv.steroids_at_icans_grade),
         tocilizumab_days=TOCILIZUMAB_DAYS,
         steroid_days=STEROID_DAYS,
-        bacterial_per_day=p["infection_bacterial_per_day"],
-        anc_fold_below_1=p["infection_anc_fold_below_1"],
-        anc_fold_below_0_5=p["infection_anc_fold_below_0_5"],
-        anc_fold_below_0_1=p["infection_anc_fold_below_0_1"],
-        duration_days=p["infection_duration_days"],
-        fungal_per_day=p["infection_fungal_per_day"],
-        fungal_onset_days=p["infection_fungal_onset_days"],
-        fungal_ramp=p["infection_fungal_ramp"],
-        viral_per_day=p["infection_viral_per_day"],
-        viral_onset_days=p["infection_viral_onset_days"],
-        steroid_fold=p["infection_steroid_fold"],
-        prior_hsct_fold=p["infection_prior_hsct_fold"],
+        bacterial_per_day=p.infection_bacterial_per_day,
+        anc_fold_below_1=p.infection_anc_fold_below_1,
+        anc_fold_below_0_5=p.infection_anc_fold_below_0_5,
+        anc_fold_below_0_1=p.infection_anc_fold_below_0_1,
+        duration_days=p.infection_duration_days,
+        fungal_per_day=p.infection_fungal_per_day,
+        fungal_onset_days=p.infection_fungal_onset_days,
+        fungal_ramp=p.infection_fungal_ramp,
+        viral_per_day=p.infection_viral_per_day,
+        viral_onset_days=p.infection_viral_onset_days,
+        steroid_fold=p.infection_steroid_fold,
+        prior_hsct_fold=p.infection_prior_hsct_fold,
         prior_hsct=bool(prior_hsct),
-        fatality=tuple(p[f"infection_fatality_{k}"] for k in INFECTION_TYPES),
-        lethal_blast_burden=p["lethal_blast_burden"],
+        fatality=infection_fatality(p),
+        lethal_blast_burden=p.lethal_blast_burden,
         pb_blast_detect_per_ul=PB_BLAST_DETECT_PER_UL,
         emd_detect_cells=EMD_DETECT_CELLS,
     )
@@ -180,7 +180,7 @@ class Clinic:
         suffix = f".{replicate}" if replicate else ""
         self.rs = rs if rs is not None else new_streams(sim.scenario.seed, sim.index, suffix)
         self.k = clinic_constants(sim.p, sim.scenario, sim.patient.prior_hsct)
-        self.cs, self.inf = cc.new_state()
+        self.cs, self.inf = cc.fresh_state()
 
     @property
     def state(self) -> ClinicalState:

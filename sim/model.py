@@ -30,18 +30,13 @@ from sim.core.hematopoiesis import N_STAGES, anc, background_cells, lineage_stea
 from sim.core.random import new_state as new_streams
 from sim.core.step import STEP_PHASES, TS_COMP_COLUMNS, TS_GLOBAL_COLUMNS, Consts, PatientState, Schedule
 from sim.core.traffic import TrafficConst, traffic_rates
-from sim.params import resolve
+from sim.params import exhaustion_per_engagement, resolve
 from sim.patient import VirtualPatient, sample_patient
 from sim.scenario import Scenario
 
 __all__ = ["STEP_PHASES", "InvariantError", "Result", "Simulation", "stage_compartments"]
 
 LOGIC_CODE = {"single": 0, "or": 1, "and": 2}
-EXHAUSTION_PARAM = {
-    "4-1BB": "exhaustion_per_engagement_41bb",
-    "CD28": "exhaustion_per_engagement_cd28",
-    "CD28_SAVVY": "exhaustion_per_engagement_savvy",
-}
 
 
 class InvariantError(RuntimeError):
@@ -116,12 +111,12 @@ class Simulation:
 
         # body and marrow
         w_kg = pt.weight_kg
-        self.c_norm = p["bm_cells_per_kg"] * w_kg
-        self.c_max = p["marrow_capacity_factor"] * self.c_norm
-        self.volume_l = np.array([p["bm_volume_l_per_kg"] * w_kg, p["blood_volume_l_per_kg"] * w_kg, p["emd_volume_l"]])
+        self.c_norm = p.bm_cells_per_kg * w_kg
+        self.c_max = p.marrow_capacity_factor * self.c_norm
+        self.volume_l = np.array([p.bm_volume_l_per_kg * w_kg, p.blood_volume_l_per_kg * w_kg, p.emd_volume_l])
         self.present = np.array([True, True, pt.has_emd])
-        self.c_emd = p["emd_volume_l"] * 1e12  # packed tissue ~1e9 cells per cm^3
-        self.f0 = space_factor(self.c_norm, self.c_max, p["crowding_exponent"])
+        self.c_emd = p.emd_volume_l * 1e12  # packed tissue ~1e9 cells per cm^3
+        self.f0 = space_factor(self.c_norm, self.c_max, p.crowding_exponent)
         self.lineage = lineage_steady(p, self.c_norm, self.volume_l[PB], pt.anc_baseline_1e9_per_l, self.f0)
 
         self._setup_lineage_and_blasts()
@@ -131,7 +126,7 @@ class Simulation:
     # ------------------------------------------------------------------ setup
     def _setup_lineage_and_blasts(self) -> None:
         p, pt, lin = self.p, self.patient, self.lineage
-        q = pt.anc_baseline_1e9_per_l / p["anc_healthy_1e9_per_l"]
+        q = pt.anc_baseline_1e9_per_l / p.anc_healthy_1e9_per_l
         self.myeloid = Frame(N_STAGES, ())
         for s in range(N_STAGES):
             self.myeloid.add(float(np.round(lin.healthy[s] * q)), int(stage_compartments()[s]), s)
@@ -140,15 +135,15 @@ class Simulation:
         # a packed marrow holds at most its capacity: extreme fractions are capped there
         blasts_bm = min(frac / (1.0 - frac) * normal_bm, max(0.95 * self.c_max - normal_bm, 0.0))
         occupancy = blasts_bm + normal_bm
-        f_init = max(space_factor(occupancy, self.c_max, p["crowding_exponent"]), 0.05)
+        f_init = max(space_factor(occupancy, self.c_max, p.crowding_exponent), 0.05)
         self._h_set0 = self.myeloid.w[Stage.HSPC] * self.f0 / f_init
         self.anc0 = pt.anc_baseline_1e9_per_l
         # blasts: division from the cell cycle, death so that free-marrow net growth matches the doubling time
-        self.r_b = math.log(2) / p["blast_cycle_h"]
+        self.r_b = math.log(2) / p.blast_cycle_h
         net = math.log(2) / (pt.blast_doubling_days * 24.0)
         self.d_b = max(self.r_b * self.f0 - net, 0.0)
-        egress = p["blast_egress_per_h"] * (occupancy / self.c_max) ** p["crowding_exponent"]
-        blasts_pb = blasts_bm * egress / (p["blast_homing_per_h"] + p["blast_pb_death_per_h"])
+        egress = p.blast_egress_per_h * (occupancy / self.c_max) ** p.crowding_exponent
+        blasts_pb = blasts_bm * egress / (p.blast_homing_per_h + p.blast_pb_death_per_h)
         res = self.scenario.resolution
         # room for the seeded agents, the resample hysteresis (1/8) and one step of spawns
         self.blasts = Frame(4 * res.blast_agents + 64, (*self.atlas.names, *BLAST_PROPERTIES))
@@ -171,7 +166,7 @@ class Simulation:
         dens = np.zeros((len(names) + len(BLAST_PROPERTIES), n_agents + len(names)))  # then divisions, activation
         dens[len(names) + A_STALE] = 1.0  # activation not computed yet
         # the first agents of the main clone are the LSC-like share, with the LSC densities
-        n_lsc = int(np.ceil(self.p["lsc_fraction_of_blasts"] * n_agents))
+        n_lsc = int(np.ceil(self.p.lsc_fraction_of_blasts * n_agents))
         for k, name in enumerate(names):
             a = self.patient.antigens[name]
             if a.positive:
@@ -203,24 +198,24 @@ class Simulation:
         self.logic = LOGIC_CODE[prod.car.logic]
         self.icar = names.index(prod.icar.antigen) if prod.icar else -1
         self.imax = 0.0
-        self.k_inh = p["icar_k_molecules"]
+        self.k_inh = p.icar_k_molecules
         if prod.icar:
-            self.imax = prod.icar.imax if prod.icar.imax is not None else p["icar_imax"]
-            self.k_inh = prod.icar.k_molecules or p["icar_k_molecules"]
-        factor = p["cd28_threshold_factor"] if prod.costimulation == "CD28" else 1.0
+            self.imax = prod.icar.imax if prod.icar.imax is not None else p.icar_imax
+            self.k_inh = prod.icar.k_molecules or p.icar_k_molecules
+        factor = p.cd28_threshold_factor if prod.costimulation == "CD28" else 1.0
         factor *= prod.activation_threshold_factor  # the binder (e.g. scFv vs natural ligand)
-        self.k_kill = p["k_kill_molecules"] * factor
-        self.k_cyt = p["k_cytokine_molecules"] * factor
+        self.k_kill = p.k_kill_molecules * factor
+        self.k_cyt = p.k_cytokine_molecules * factor
         self.targeting = Targeting(
-            self.car1, self.car2, self.logic, self.icar, self.k_kill, self.k_cyt, p["hill_n"], self.imax, self.k_inh,
-            p["icar_hill_m"],
+            self.car1, self.car2, self.logic, self.icar, self.k_kill, self.k_cyt, p.hill_n, self.imax, self.k_inh,
+            p.icar_hill_m,
         )  # fmt: skip
-        self.k_exh = p[EXHAUSTION_PARAM[prod.costimulation]]
+        self.k_exh = exhaustion_per_engagement(p, prod.costimulation)
         armored = prod.armoring == "IL-18"
-        self.armor_fg = p["il18_armor_fg_per_cell_h"] if armored else 0.0
+        self.armor_fg = p.il18_armor_fg_per_cell_h if armored else 0.0
         # IL-18 gain on CAR T proliferation, IFN-gamma and macrophage drive (0: no response)
-        self.il18_boost_max = p["il18_boost_max"] * (1.0 if armored else p["il18_response_unarmored"])
-        self.competence = np.array([p["competence_memory"], 1.0, p["competence_exhausted"]])
+        self.il18_boost_max = p.il18_boost_max * (1.0 if armored else p.il18_response_unarmored)
+        self.competence = np.array([p.competence_memory, 1.0, p.competence_exhausted])
         # activation of each lineage class (constant densities from the atlas)
         self.my_a_kill, self.my_a_stim = self.activations(self.atlas.stage_density_matrix(), N_STAGES)
         # CAR T cells as targets of each other (fratricide) through antigens the product still carries
@@ -230,17 +225,17 @@ class Simulation:
         self.car_a_kill, self.car_a_stim = self.activation_of(t_dens)
         # the target on a normal tissue met in blood and marrow and not depleted (endothelium)
         _, self.tissue_a_stim = self.activation_of(self.atlas.tissue_densities())
-        self.tissue_sigma = p["tissue_engagement_per_h"] * self.tissue_a_stim
+        self.tissue_sigma = p.tissue_engagement_per_h * self.tissue_a_stim
         mem, fold = prod.memory_fraction, 1.0
         if prod.manufacturing == "dasatinib":
             mem = 1.0 - 0.5 * (1.0 - mem)  # assumed: dasatinib halves the differentiated share
-            fold = p["dasatinib_expansion_fold"]
+            fold = p.dasatinib_expansion_fold
         self.memory_fraction = mem
         self.expansion_fitness = self.patient.product_fitness * fold
         self.dose_cells = float(np.round(self.patient.dose_cells_per_kg * self.patient.weight_kg))
         # room for CAR T cells: the body's, or the programmed burst of the infused cells if smaller
-        burst = max(p["car_t_expansion_limit_fold"] * self.dose_cells, 1.0)
-        self.car_t_room = p["car_t_capacity_cells"] if armored else min(p["car_t_capacity_cells"], burst)
+        burst = max(p.car_t_expansion_limit_fold * self.dose_cells, 1.0)
+        self.car_t_room = p.car_t_capacity_cells if armored else min(p.car_t_capacity_cells, burst)
         self.car_t = Frame(4 * self.scenario.resolution.car_t_agents + 64, ("load",))
 
     def _constants(self) -> Consts:
@@ -263,13 +258,13 @@ class Simulation:
             ld_enabled=ld.enabled,
             ld_start_day=ld.start_day,
             ld_days=ld.days,
-            ld_signal_decay_days=p["ld_signal_decay_days"],
-            ld_blast_hazard_per_h=hazard_per_h(p["ld_blast_kill_per_day"]),
-            ld_myelo_hazard_per_h=hazard_per_h(p["ld_myelo_kill_per_day"]),
+            ld_signal_decay_days=p.ld_signal_decay_days,
+            ld_blast_hazard_per_h=hazard_per_h(p.ld_blast_kill_per_day),
+            ld_myelo_hazard_per_h=hazard_per_h(p.ld_myelo_kill_per_day),
             adjuvant_start_day=adj.start_day if adj else nan,
             adjuvant_end_day=adj.end_day if adj else nan,
             adjuvant_fold=fold,
-            hsct_gvl_per_h=p["hsct_gvl_per_h"],
+            hsct_gvl_per_h=p.hsct_gvl_per_h,
             consolidation_hsct_day=nan if iv.consolidation_hsct_day is None else iv.consolidation_hsct_day,
             rescue_hsct_day=nan if iv.rescue_hsct_day is None else iv.rescue_hsct_day,
         )
@@ -278,75 +273,75 @@ class Simulation:
             sched=schedule,
             targeting=self.targeting,
             engage=EngageConst(
-                p["search_rate_l_per_h"],
-                p["handling_time_h"],
-                p["kill_per_activation"],
-                p["competence_memory"],
-                p["competence_exhausted"],
+                p.search_rate_l_per_h,
+                p.handling_time_h,
+                p.kill_per_activation,
+                p.competence_memory,
+                p.competence_exhausted,
                 self.car_a_kill,
                 self.car_a_stim,
                 self.tissue_a_stim,
                 self.tissue_sigma,
             ),  # fmt: skip
             car_t=CarTConst(
-                r_max=p["car_t_max_division_per_h"],
-                r_cap=p["car_t_division_cap_per_h"],
-                r_homeo=p["homeostatic_division_per_h"],
-                d_m=p["memory_death_per_h"],
-                d_e=p["effector_death_per_h"],
-                d_x=p["exhausted_death_per_h"],
-                d_aicd=p["aicd_per_engagement"],
-                k_diff=p["differentiation_per_h"],
-                f_rev=p["memory_reversion_fraction"],
+                r_max=p.car_t_max_division_per_h,
+                r_cap=p.car_t_division_cap_per_h,
+                r_homeo=p.homeostatic_division_per_h,
+                d_m=p.memory_death_per_h,
+                d_e=p.effector_death_per_h,
+                d_x=p.exhausted_death_per_h,
+                d_aicd=p.aicd_per_engagement,
+                k_diff=p.differentiation_per_h,
+                f_rev=p.memory_reversion_fraction,
                 k_exh=self.k_exh,
-                stim_memory_h=p["stim_memory_h"],
-                k_s=p["stim_half_sat_per_h"],
-                ld_floor=p["ld_expansion_floor"],
+                stim_memory_h=p.stim_memory_h,
+                k_s=p.stim_half_sat_per_h,
+                ld_floor=p.ld_expansion_floor,
                 fitness=self.expansion_fitness,
                 room_cells=self.car_t_room,
                 il18_boost_max=self.il18_boost_max,
-                rejection_per_h=p["allo_rejection_per_h"] if sc.product.donor == "allogeneic" else 0.0,
+                rejection_per_h=p.allo_rejection_per_h if sc.product.donor == "allogeneic" else 0.0,
             ),
             blasts=BlastConst(
                 self.r_b,
                 self.d_b,
-                p["blast_pb_death_per_h"],
-                p["antigen_noise_sd"],
+                p.blast_pb_death_per_h,
+                p.antigen_noise_sd,
                 self.c_max,
                 self.c_emd,
-                p["crowding_exponent"],
+                p.crowding_exponent,
                 len(self.atlas.names),
             ),  # fmt: skip
             lineage=self.lineage,
             cytokines=CytokineConst(
-                ifng_pg_per_engagement=p["ifng_pg_per_engagement"],
-                k_il6_per_h=ln2 / p["il6_half_life_h"],
-                k_ifng_per_h=ln2 / p["ifng_half_life_h"],
-                k_il18_per_h=ln2 / p["il18_half_life_h"],
-                il6_baseline_pg_per_ml=p["il6_baseline_pg_per_ml"],
-                il18_baseline_pg_per_ml=p["il18_baseline_pg_per_ml"],
-                il6_max_pg_per_ml=p["il6_max_pg_per_ml"],
-                macrophage_activation_per_h=p["macrophage_activation_per_h"] * self.patient.inflammatory_reactivity,
-                macrophage_ifng_half_sat_pg_per_ml=p["macrophage_ifng_half_sat_pg_per_ml"],
-                macrophage_decay_per_h=p["macrophage_decay_per_h"],
-                il18_macrophage_fold=p["il18_macrophage_fold"],
+                ifng_pg_per_engagement=p.ifng_pg_per_engagement,
+                k_il6_per_h=ln2 / p.il6_half_life_h,
+                k_ifng_per_h=ln2 / p.ifng_half_life_h,
+                k_il18_per_h=ln2 / p.il18_half_life_h,
+                il6_baseline_pg_per_ml=p.il6_baseline_pg_per_ml,
+                il18_baseline_pg_per_ml=p.il18_baseline_pg_per_ml,
+                il6_max_pg_per_ml=p.il6_max_pg_per_ml,
+                macrophage_activation_per_h=p.macrophage_activation_per_h * self.patient.inflammatory_reactivity,
+                macrophage_ifng_half_sat_pg_per_ml=p.macrophage_ifng_half_sat_pg_per_ml,
+                macrophage_decay_per_h=p.macrophage_decay_per_h,
+                il18_macrophage_fold=p.il18_macrophage_fold,
                 armor_fg_per_cell_h=self.armor_fg,
-                il18_half_sat_pg_per_ml=p["il18_half_sat_pg_per_ml"],
+                il18_half_sat_pg_per_ml=p.il18_half_sat_pg_per_ml,
                 il18_boost_max=self.il18_boost_max,
-                exchange_per_h=p["cytokine_exchange_per_h"],
-                bystander_fg_per_cell_h=p["ifng_bystander_fg_per_cell_h"],
-                bystander_il18_half_sat_pg_per_ml=p["bystander_il18_half_sat_pg_per_ml"],
-                macrophage_steroid_sensitivity=p["macrophage_steroid_sensitivity"],
+                exchange_per_h=p.cytokine_exchange_per_h,
+                bystander_fg_per_cell_h=p.ifng_bystander_fg_per_cell_h,
+                bystander_il18_half_sat_pg_per_ml=p.bystander_il18_half_sat_pg_per_ml,
+                macrophage_steroid_sensitivity=p.macrophage_steroid_sensitivity,
             ),
             traffic=TrafficConst(
-                p["car_t_bm_entry_per_h"],
-                p["car_t_bm_exit_per_h"],
-                p["car_t_emd_entry_per_h"],
-                p["car_t_emd_exit_per_h"],
-                p["blast_egress_per_h"],
-                p["blast_homing_per_h"],
+                p.car_t_bm_entry_per_h,
+                p.car_t_bm_exit_per_h,
+                p.car_t_emd_entry_per_h,
+                p.car_t_emd_exit_per_h,
+                p.blast_egress_per_h,
+                p.blast_homing_per_h,
                 self.c_max,
-                p["crowding_exponent"],
+                p.crowding_exponent,
                 bool(self.present[EMD]),
             ),  # fmt: skip
             clinic=self.clinic.k,
@@ -358,8 +353,8 @@ class Simulation:
         cyt = np.zeros((N_COMP, 4))
         for c in range(N_COMP):
             if self.present[c]:
-                cyt[c, IL6] = self.p["il6_baseline_pg_per_ml"]
-                cyt[c, IL18] = self.p["il18_baseline_pg_per_ml"]
+                cyt[c, IL6] = self.p.il6_baseline_pg_per_ml
+                cyt[c, IL18] = self.p.il18_baseline_pg_per_ml
         scal = np.zeros(core.N_SCAL)
         scal[core.H_SET] = self._h_set0
         n_ag = len(self.atlas.names)
@@ -457,7 +452,7 @@ class Simulation:
 
     def gvl_per_h(self) -> float:
         """Graft-versus-leukemia hazard after a consolidating HSCT."""
-        return self.p["hsct_gvl_per_h"] if self.clinic.state.hsct_day is not None else 0.0
+        return self.p.hsct_gvl_per_h if self.clinic.state.hsct_day is not None else 0.0
 
     @property
     def damp(self) -> float:
@@ -513,12 +508,12 @@ class Simulation:
         p = self.p
         suffix = f".{self.replicate}" if self.replicate else ""
         draws = rng.generator(self.scenario.seed, self.index, f"hsct{suffix}")
-        for frame, survive in ((self.blasts, 10.0 ** -p["hsct_blast_log_kill"]), (self.car_t, 1e-4)):
+        for frame, survive in ((self.blasts, 10.0**-p.hsct_blast_log_kill), (self.car_t, 1e-4)):
             w = frame.w[: frame.n]
             w[:] = draws.binomial(w.astype(np.int64), survive).astype(float)
         my = self.myeloid.w
         my[: Stage.MONOCYTE] = np.round(my[: Stage.MONOCYTE] * 0.01)
-        my[Stage.HSPC] = float(np.round(p["hsct_cd34_per_kg"] * self.patient.weight_kg))
+        my[Stage.HSPC] = float(np.round(p.hsct_cd34_per_kg * self.patient.weight_kg))
         self.st.scal[core.H_SET] = self.lineage.healthy[Stage.HSPC]  # donor marrow
         self.st.cs[core.cc.HSCT_DAY] = self.t_day
 

@@ -34,7 +34,7 @@ class MeanField:
     """
 
     def __init__(self, sim: Simulation):
-        if sim.p["antigen_noise_sd"] != 0.0:
+        if sim.p.antigen_noise_sd != 0.0:
             raise ValueError("the oracle tracks fixed density classes: set params.antigen_noise_sd = 0")
         self.sim = sim
         bl = sim.blasts
@@ -93,7 +93,7 @@ class MeanField:
         fratricide = hazard * sim.car_a_kill
 
         # 2. CAR T fate
-        dS[:] = (sigma - S) / p["stim_memory_h"]
+        dS[:] = (sigma - S) / p.stim_memory_h
         ld_sig = sim.ld_signal(t_day)
         space = sim.t_cell_space(T.sum())
         for c in range(N_COMP):
@@ -111,18 +111,18 @@ class MeanField:
         lin = sim.lineage
         normal_bm = normal_bm_cells(lin, M)
         occupancy = B[:, BM].sum() + normal_bm
-        kexp = p["crowding_exponent"]
+        kexp = p.crowding_exponent
         f_bm = space_factor(occupancy, sim.c_max, kexp)
         f_emd = space_factor(B[:, EMD].sum(), sim.c_emd, kexp)
         ld_b, ld_m = sim.ld_hazards_per_h(t_day)
         dB[:, BM] += (sim.r_b * f_bm - sim.d_b - ld_b) * B[:, BM]
         dB[:, EMD] += (sim.r_b * f_emd - sim.d_b - ld_b) * B[:, EMD]
-        dB[:, PB] -= (p["blast_pb_death_per_h"] + ld_b) * B[:, PB]
+        dB[:, PB] -= (p.blast_pb_death_per_h + ld_b) * B[:, PB]
 
         # 4. hematopoiesis
         gcsf = gcsf_fold(lin, anc(lin, M))
         h = M[Stage.HSPC]
-        dM[0] += h * (p["hspc_renewal_per_h"] * f_bm / sim.f0 - p["hspc_renewal_per_h"] * h / sim.h_set - ld_m)
+        dM[0] += h * (p.hspc_renewal_per_h * f_bm / sim.f0 - p.hspc_renewal_per_h * h / sim.h_set - ld_m)
         r_div = min(lin.r_p * gcsf, 0.95 * lin.k_tr)
         flow = np.zeros(N_STAGES)
         flow[1:6] = lin.k_tr * M[1:6]
@@ -136,7 +136,7 @@ class MeanField:
 
         # 5. cytokines
         ln2 = math.log(2)
-        k6, kf, k18 = ln2 / p["il6_half_life_h"], ln2 / p["ifng_half_life_h"], ln2 / p["il18_half_life_h"]
+        k6, kf, k18 = ln2 / p.il6_half_life_h, ln2 / p.ifng_half_life_h, ln2 / p.il18_half_life_h
         mono = 0.5 + 0.5 * M[Stage.MONOCYTE] / max(lin.healthy[Stage.MONOCYTE], 1.0)
         car_cells = T.sum(axis=1)
         present = sim.present
@@ -145,20 +145,18 @@ class MeanField:
                 continue
             v_ml = sim.volume_l[c] * 1e3
             gain = il18_boost(k.cytokines, C[c, IL18])
-            dC[c, IFNG] += p["ifng_pg_per_engagement"] * sigma[c] * t_kill[c] * gain / v_ml - kf * C[c, IFNG]
-            dC[c, IFNG] += bystander_ifng(k.cytokines, car_cells[c], C[c, IL18] - p["il18_baseline_pg_per_ml"]) / v_ml
-            drive = (
-                k.cytokines.macrophage_activation_per_h * hill(C[c, IFNG], p["macrophage_ifng_half_sat_pg_per_ml"], 3.0) * gain
-            )
-            dC[c, MAC] += drive * (1 - C[c, MAC]) - p["macrophage_decay_per_h"] * C[c, MAC]
-            dC[c, IL6] += k6 * (p["il6_baseline_pg_per_ml"] + p["il6_max_pg_per_ml"] * C[c, MAC] * mono - C[c, IL6])
-            target18 = p["il18_baseline_pg_per_ml"] * (1 + (p["il18_macrophage_fold"] - 1) * C[c, MAC])
+            dC[c, IFNG] += p.ifng_pg_per_engagement * sigma[c] * t_kill[c] * gain / v_ml - kf * C[c, IFNG]
+            dC[c, IFNG] += bystander_ifng(k.cytokines, car_cells[c], C[c, IL18] - p.il18_baseline_pg_per_ml) / v_ml
+            drive = k.cytokines.macrophage_activation_per_h * hill(C[c, IFNG], p.macrophage_ifng_half_sat_pg_per_ml, 3.0) * gain
+            dC[c, MAC] += drive * (1 - C[c, MAC]) - p.macrophage_decay_per_h * C[c, MAC]
+            dC[c, IL6] += k6 * (p.il6_baseline_pg_per_ml + p.il6_max_pg_per_ml * C[c, MAC] * mono - C[c, IL6])
+            target18 = p.il18_baseline_pg_per_ml * (1 + (p.il18_macrophage_fold - 1) * C[c, MAC])
             target18 += sim.armor_fg * 1e-3 * car_cells[c] / v_ml / k18
             dC[c, IL18] += k18 * (target18 - C[c, IL18])
         vol = sim.volume_l[present].sum()
         for q in (IL6, IFNG, IL18):
             mean = (C[present, q] * sim.volume_l[present]).sum() / vol
-            dC[present, q] += p["cytokine_exchange_per_h"] * (mean - C[present, q])
+            dC[present, q] += p.cytokine_exchange_per_h * (mean - C[present, q])
 
         # 6. trafficking
         car_rates, blast_rates = traffic_rates(k.traffic, occupancy)

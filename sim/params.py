@@ -11,7 +11,7 @@ Rates are per hour unless the name says otherwise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 
 
 @dataclass(frozen=True)
@@ -325,18 +325,43 @@ def defaults() -> dict[str, float]:
     return {name: p.value for name, p in PARAMETERS.items()}
 
 
-def resolve(overrides: dict[str, float] | None = None) -> dict[str, float]:
-    """Return the parameter values with ``overrides`` applied.
+#: One validated parameter set: a frozen record with one float field per parameter (units,
+#: sources and ranges in ``PARAMETERS``). Read values as attributes (``p.hill_n``).
+ParamSet = make_dataclass("ParamSet", [(name, float) for name in PARAMETERS], frozen=True, slots=True)
+ParamSet.__doc__ = "The biological parameter values of one run (see ``PARAMETERS`` for unit, source and range)."
+
+
+def resolve(overrides: dict[str, float] | None = None) -> ParamSet:
+    """The parameter set with ``overrides`` applied.
 
     Args:
-        overrides: Parameter names to values; names must exist in ``PARAMETERS``.
+        overrides: Parameter names to values (scenario ``params``, a ``--params`` file,
+            ``--set params.x=...``), validated against ``PARAMETERS`` by the scenario schema.
 
-    Returns:
-        A new dict of every parameter value.
+    Raises:
+        KeyError: An unknown name (the schema reports it to users with a did-you-mean).
+        ValueError: A value outside the parameter's ``[low, high]``.
     """
     values = defaults()
     for name, value in (overrides or {}).items():
         if name not in PARAMETERS:
             raise KeyError(name)
+        low, high = PARAMETERS[name].low, PARAMETERS[name].high
+        if not low <= value <= high:
+            raise ValueError(f"params.{name}={value}: expected a number within [{low:g}, {high:g}]")
         values[name] = float(value)
-    return values
+    return ParamSet(**values)
+
+
+def exhaustion_per_engagement(p: ParamSet, costimulation: str) -> float:
+    """Exhaustion per engagement of a product with ``costimulation`` (4-1BB, CD28 or CD28_SAVVY)."""
+    return {
+        "4-1BB": p.exhaustion_per_engagement_41bb,
+        "CD28": p.exhaustion_per_engagement_cd28,
+        "CD28_SAVVY": p.exhaustion_per_engagement_savvy,
+    }[costimulation]
+
+
+def infection_fatality(p: ParamSet) -> tuple[float, float, float]:
+    """Probability that a bacterial, fungal, viral infection is fatal."""
+    return (p.infection_fatality_bacterial, p.infection_fatality_fungal, p.infection_fatality_viral)

@@ -31,14 +31,14 @@ def test_the_expansion_limit_caps_car_t_cells_at_that_fold_of_the_infused_cells(
     little: at most r_cap x dt = 6% of the cells divide in an hour). Without it the product grows past it."""
     free = Simulation(scenario("cll1_standard", "horizon_days=14", "params.car_t_expansion_limit_fold=1e12", *SHORT))
     capped = Simulation(scenario("cll1_standard", "horizon_days=14", "params.car_t_expansion_limit_fold=20", *SHORT))
-    assert capped.car_t_room == 20 * capped.dose_cells and free.car_t_room == free.p["car_t_capacity_cells"]
+    assert capped.car_t_room == 20 * capped.dose_cells and free.car_t_room == free.p.car_t_capacity_cells
     assert car_t_total(free.run()).max() > 40 * free.dose_cells
     assert car_t_total(capped.run()).max() <= 1.06 * 20 * capped.dose_cells
 
 
 def test_an_il18_armored_product_is_not_bound_by_the_expansion_limit():
     sim = Simulation(scenario("cll1_savvy_il18.dose_0.3e6", "params.car_t_expansion_limit_fold=20"))
-    assert sim.car_t_room == sim.p["car_t_capacity_cells"]
+    assert sim.car_t_room == sim.p.car_t_capacity_cells
 
 
 def test_tissue_engagement_stimulates_a_cd123_product_in_marrow_and_blood_only():
@@ -126,7 +126,7 @@ def test_vascular_leak_adds_to_the_crs_index_without_cytokines_and_is_not_blocke
         )
     )
     c = Clinic(sim)
-    hold(c, readings(engaged_car_t_per_ul=sim.p["vascular_leak_half_car_t_per_ul"]), 96)
+    hold(c, readings(engaged_car_t_per_ul=sim.p.vascular_leak_half_car_t_per_ul), 96)
     assert c.state.inflammation == pytest.approx(half_leak_index, rel=1e-3)
     assert c.state.crs_now == 3
 

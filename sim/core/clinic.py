@@ -100,11 +100,14 @@ class Readings(NamedTuple):
     bm_icar_protected: float
 
 
-def new_state() -> tuple[np.ndarray, np.ndarray]:
-    """A fresh clinical state vector and infection table."""
+@njit(cache=True)
+def fresh_state():
+    """A fresh clinical state vector (no value is None but the dates) and infection table."""
     cs = np.full(N_SLOTS, np.nan)
-    cs[[INFLAMMATION, NEURO, CRS_NOW, ICANS_NOW, CRS5_HOURS, TOCI_GIVEN, STEROIDS_GIVEN, NEUTROPENIC_DAYS]] = 0.0
-    cs[[TOCI_UNTIL, STEROID_UNTIL]] = -np.inf
+    for slot in (INFLAMMATION, NEURO, CRS_NOW, ICANS_NOW, CRS5_HOURS, TOCI_GIVEN, STEROIDS_GIVEN, NEUTROPENIC_DAYS):
+        cs[slot] = 0.0
+    cs[TOCI_UNTIL] = -np.inf
+    cs[STEROID_UNTIL] = -np.inf
     cs[DEATH_CAUSE] = 0.0
     cs[N_INFECTIONS] = 0.0
     return cs, np.zeros((MAX_INFECTIONS, 3))

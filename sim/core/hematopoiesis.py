@@ -52,34 +52,34 @@ class LineageConst(NamedTuple):
 
 def lineage_steady(p, c_norm: float, blood_l: float, anc0: float, f0: float) -> LineageConst:
     """Derive transit rates and the healthy steady state (Friberg-type chain) from parameters ``p``."""
-    k_tr = 5.0 / p["precursor_transit_h"]
-    a = p["mitotic_amplification"] ** (1.0 / 3.0)
-    k_circ = math.log(2) / p["neutrophil_half_life_h"]
-    k_mono = math.log(2) / p["monocyte_half_life_h"]
+    k_tr = 5.0 / p.precursor_transit_h
+    a = p.mitotic_amplification ** (1.0 / 3.0)
+    k_circ = math.log(2) / p.neutrophil_half_life_h
+    k_mono = math.log(2) / p.monocyte_half_life_h
     n = np.zeros(N_STAGES)
-    n[BLOOD_NEUTROPHIL] = p["anc_healthy_1e9_per_l"] * 1e9 * blood_l
+    n[BLOOD_NEUTROPHIL] = p.anc_healthy_1e9_per_l * 1e9 * blood_l
     flux = k_circ * n[BLOOD_NEUTROPHIL]
-    n[RESERVE] = flux * p["reserve_residence_h"]
+    n[RESERVE] = flux * p.reserve_residence_h
     n[3] = n[4] = n[5] = flux / k_tr  # myelocyte, metamyelocyte, band
     n[2] = flux / (a * k_tr)  # promyelocyte
     n[MYELOBLAST] = flux / (a * a * k_tr)
-    n[HSPC] = p["hspc_fraction_of_bm"] * c_norm
-    n[MONOCYTE] = p["monocyte_healthy_1e9_per_l"] * 1e9 * blood_l
+    n[HSPC] = p.hspc_fraction_of_bm * c_norm
+    n[MONOCYTE] = p.monocyte_healthy_1e9_per_l * 1e9 * blood_l
     bm = n[: RESERVE + 1].sum()
     return LineageConst(
         k_tr=k_tr,
         r_p=k_tr * (1.0 - 1.0 / a),
-        k_rel=1.0 / p["reserve_residence_h"],
+        k_rel=1.0 / p.reserve_residence_h,
         k_circ=k_circ,
         k_mono=k_mono,
         d_h=flux / a**3 / n[HSPC],
         m_h=k_mono * n[MONOCYTE] / n[HSPC],
-        r_h=p["hspc_renewal_per_h"],
+        r_h=p.hspc_renewal_per_h,
         healthy=n,
         background_bm=max(c_norm - bm, 0.1 * c_norm),
-        background_floor=p["background_floor"],
-        gcsf_gamma=p["gcsf_gamma"],
-        gcsf_max_fold=p["gcsf_max_fold"],
+        background_floor=p.background_floor,
+        gcsf_gamma=p.gcsf_gamma,
+        gcsf_max_fold=p.gcsf_max_fold,
         anc0_1e9_per_l=anc0,
         blood_l=blood_l,
         f0=f0,

@@ -81,8 +81,8 @@ class Blast(mesa.Agent):
         d2 = densities[m.host.car2] if m.host.car2 >= 0 else 0.0
         di = densities[m.host.icar] if m.host.icar >= 0 else 0.0
         args = (m.host.logic, di)
-        self.a_kill = _activation(d1, d2, *args, m.host.k_kill, m.p["hill_n"], m.host.imax, m.host.k_inh, m.p["icar_hill_m"])
-        self.a_stim = _activation(d1, d2, *args, m.host.k_cyt, m.p["hill_n"], m.host.imax, m.host.k_inh, m.p["icar_hill_m"])
+        self.a_kill = _activation(d1, d2, *args, m.host.k_kill, m.p.hill_n, m.host.imax, m.host.k_inh, m.p.icar_hill_m)
+        self.a_stim = _activation(d1, d2, *args, m.host.k_cyt, m.p.hill_n, m.host.imax, m.host.k_inh, m.p.icar_hill_m)
 
 
 class MyeloidCell(mesa.Agent):
@@ -231,7 +231,7 @@ class ReferenceModel(mesa.Model):
     def _phase_car_t(self) -> None:
         host, p, dt = self.host, self.p, self.dt
         for c in range(N_COMP):
-            host.stim[c] = _relax(host.stim[c], host.sigma[c], 1.0 / p["stim_memory_h"], dt)
+            host.stim[c] = _relax(host.stim[c], host.sigma[c], 1.0 / p.stim_memory_h, dt)
         if host.k.cytokines.il18_boost_max > 0.0:
             nb_il18_boost(host.k.cytokines, host.cyt, host.boost)
         cells = self.cells(CarTCell)
@@ -255,17 +255,17 @@ class ReferenceModel(mesa.Model):
 
     def _phase_blasts(self) -> None:
         host, p, dt = self.host, self.p, self.dt
-        k = p["crowding_exponent"]
+        k = p.crowding_exponent
         host.ref_blasts_bm = float(self._blasts_in(BM))
         f = {BM: _space_factor(host.occupancy(), host.c_max, k)}
         if host.present[EMD]:
             f[EMD] = _space_factor(float(self._blasts_in(EMD)), host.c_emd, k)
         extra = host.ld_hazards_per_h(host.t_day)[0] + host.gvl_per_h()
         # a division adds 1/2 division per cell to each daughter: the core's drift at weight 1
-        s = p["antigen_noise_sd"] * math.sqrt(0.5)
+        s = p.antigen_noise_sd * math.sqrt(0.5)
         for b in self.cells(Blast):
             if b.comp == PB:
-                if self._bernoulli(_prob(p["blast_pb_death_per_h"] + extra, dt)):
+                if self._bernoulli(_prob(p.blast_pb_death_per_h + extra, dt)):
                     b.remove()
                 continue
             family = [b]
@@ -280,7 +280,7 @@ class ReferenceModel(mesa.Model):
     def _phase_hematopoiesis(self) -> None:
         host, p, lin, dt = self.host, self.p, self.host.lineage, self.dt
         host.ref_blasts_bm = float(self._blasts_in(BM))
-        ratio = _space_factor(host.occupancy(), host.c_max, p["crowding_exponent"]) / host.f0
+        ratio = _space_factor(host.occupancy(), host.c_max, p.crowding_exponent) / host.f0
         gcsf = _gcsf_fold(lin, host.anc())
         ld = host.ld_hazards_per_h(host.t_day)[1]
         h = float(self.stage_count[Stage.HSPC])
@@ -289,10 +289,10 @@ class ReferenceModel(mesa.Model):
             s = m.stage
             if s == Stage.HSPC:
                 family = [m]
-                if self._bernoulli(_growth_prob(p["hspc_renewal_per_h"] * ratio, dt)):
+                if self._bernoulli(_growth_prob(p.hspc_renewal_per_h * ratio, dt)):
                     family.append(MyeloidCell(self, s))
                 for cell in family:
-                    if self._bernoulli(_prob(p["hspc_renewal_per_h"] * h / host.h_set + ld, dt)):
+                    if self._bernoulli(_prob(p.hspc_renewal_per_h * h / host.h_set + ld, dt)):
                         cell.die()
             elif s <= Stage.MYELOCYTE:  # mitotic: divide, then each cell exits (matures or dies)
                 family = [m]
@@ -350,7 +350,7 @@ class ReferenceModel(mesa.Model):
             neg2 = d[host.car2] <= 0.0 if host.car2 >= 0 else neg1
             negative = neg1 if host.logic == 0 else (neg1 and neg2 if host.logic == 1 else neg1 or neg2)
             host.bl_obs[b.comp, 1] += float(negative)
-            if host.icar >= 0 and host.imax * _hill(d[host.icar], host.k_inh, self.p["icar_hill_m"]) >= 0.5:
+            if host.icar >= 0 and host.imax * _hill(d[host.icar], host.k_inh, self.p.icar_hill_m) >= 0.5:
                 host.bl_obs[b.comp, 2] += 1.0
         host.ref_blasts_bm = float(host.bl_obs[BM, 0])
 
