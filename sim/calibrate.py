@@ -328,11 +328,11 @@ def corner_figure(post: pd.DataFrame, ranges: dict, spec: CalibrationSpec, summa
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from sim.plots import subplots
 
     names = list(spec.parameters)
     k = len(names)
-    fig, axes = plt.subplots(k, k, figsize=(2.6 * k + 1, 2.6 * k + 1), squeeze=False)
+    fig, axes = subplots(k, k, figsize=(2.6 * k + 1, 2.6 * k + 1), squeeze=False)
     w = post["weight"].to_numpy()
     for i, a in enumerate(names):
         for j, b in enumerate(names):

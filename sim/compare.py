@@ -163,10 +163,10 @@ def figures(comp: Comparison) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from sim.plots import subplots
 
     out = {}
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, ax = subplots(figsize=(9, 5))
     for name, c in zip(comp.names, comp.cohorts, strict=True):
         y = np.clip(c.trajectories[:, 2, :], 1e-3, None)
         days = np.arange(y.shape[1])
@@ -178,7 +178,7 @@ def figures(comp: Comparison) -> dict:
     ax.set(xlabel="days after infusion", ylabel="ANC (1e9/L)", title="ANC: median and 10-90% band")
     ax.legend()
     out["anc.png"] = fig
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    fig, axes = subplots(1, 2, figsize=(13, 5))
     for name, c in zip(comp.names, comp.cohorts, strict=True):
         for ax, k, label in ((axes[0], 0, "CAR T in blood (cells/uL)"), (axes[1], 1, "leukemic blasts (cells)")):
             y = np.clip(c.trajectories[:, k, :], 1e-3, None)
@@ -186,7 +186,7 @@ def figures(comp: Comparison) -> dict:
             ax.set(title=f"{label}, median", xlabel="days after infusion")
     axes[0].legend()
     out["kinetics.png"] = fig
-    fig, ax = plt.subplots(figsize=(11, 5))
+    fig, ax = subplots(figsize=(11, 5))
     width = 0.8 / len(comp.names)
     for k, (name, c) in enumerate(zip(comp.names, comp.cohorts, strict=True)):
         killed = [max(float(c.patients[f"killed_{s}"].median()), 1.0) for s in STAGES]

@@ -467,27 +467,23 @@ def main() -> None:
     args = ap.parse_args()
     workers = args.workers or default_workers()
     (ROOT / "results").mkdir(exist_ok=True)
-    if args.report == "il1rap":
-        text = il1rap_forecast(args.n, workers)
-        (ROOT / "results" / "IL1RAP_FORECAST.md").write_text(text)
-    elif args.report == "icar":
-        text = icar_report(args.n, args.grid_n or max(args.n // 5, 20), workers)
-        (ROOT / "results" / "ICAR.md").write_text(text)
-    else:  # reports with a hand-written discussion kept below the marker
-        from sim.validate import run_validation
+    # every report keeps the hand-written discussion below its marker
+    from sim.validate import run_validation
 
-        name, generate = {
-            "trials": ("TRIALS.md", lambda: trials_report(args.n, workers)),
-            "sweeps": ("SWEEPS.md", sweeps_report),
-            "screen": ("TARGET_SCREEN.md", screen_report),
-            "validation": (
-                "VALIDATION.md",
-                lambda: validation_report(run_validation(ROOT / "scenarios", args.n, workers), args.n),
-            ),
-        }[args.report]
-        path = ROOT / "results" / name
-        text = _keep_discussion(path, generate())
-        path.write_text(text)
+    name, generate = {
+        "il1rap": ("IL1RAP_FORECAST.md", lambda: il1rap_forecast(args.n, workers)),
+        "icar": ("ICAR.md", lambda: icar_report(args.n, args.grid_n or max(args.n // 5, 20), workers)),
+        "trials": ("TRIALS.md", lambda: trials_report(args.n, workers)),
+        "sweeps": ("SWEEPS.md", sweeps_report),
+        "screen": ("TARGET_SCREEN.md", screen_report),
+        "validation": (
+            "VALIDATION.md",
+            lambda: validation_report(run_validation(ROOT / "scenarios", args.n, workers), args.n),
+        ),
+    }[args.report]
+    path = ROOT / "results" / name
+    text = _keep_discussion(path, generate())
+    path.write_text(text)
     print(text)
 
 

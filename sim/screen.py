@@ -124,9 +124,9 @@ def screen_figure(table: pd.DataFrame, spec: ScreenSpec):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from sim.plots import subplots
 
-    fig, ax = plt.subplots(figsize=(9, 6.5))
+    fig, ax = subplots(figsize=(9, 6.5))
     for _, r in table.iterrows():
         xerr = [[r.toxicity_burden - r.toxicity_burden_lo], [r.toxicity_burden_hi - r.toxicity_burden]]
         yerr = [[r.efficacy - r.efficacy_lo], [r.efficacy_hi - r.efficacy]]

@@ -183,7 +183,7 @@ def validation_figure(records: list[Record]):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from sim.plots import subplots
 
     judged = [r for r in records if r.interval95 is not None]
     families = {}
@@ -191,7 +191,7 @@ def validation_figure(records: list[Record]):
         fam = r.metric.split(":")[0]
         fam = fam if fam in ("crs_grade", "icans_grade", "other") else "response"
         families.setdefault(fam, []).append(r)
-    fig, axes = plt.subplots(1, len(families), figsize=(5 * len(families), 0.45 * max(len(v) for v in families.values()) + 2))
+    fig, axes = subplots(1, len(families), figsize=(5 * len(families), 0.45 * max(len(v) for v in families.values()) + 2))
     axes = np.atleast_1d(axes)
     for ax, (fam, recs) in zip(axes, families.items(), strict=True):
         y = np.arange(len(recs))
