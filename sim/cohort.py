@@ -40,17 +40,10 @@ def flatten_summary(summary: dict) -> dict:
 
 def daily_trajectories(result, horizon_days: float, blood_l: float) -> np.ndarray:
     """CAR T per uL blood, total blasts, ANC and blood IL-6 on days 0..horizon (NaN after death)."""
-    ts = result.timeseries
-    pb = ts[ts.compartment == "pb"]
-    t = pb.t_days.to_numpy()
+    r = result.recorder.series()
+    t = r.t_days
     days = np.arange(0, int(horizon_days) + 1)
-    blood_ul = blood_l * 1e6
-    series = [
-        (pb.car_t_memory + pb.car_t_effector + pb.car_t_exhausted).to_numpy() / blood_ul,
-        ts.groupby("t_days", sort=True).blasts.sum().to_numpy(),
-        pb.anc_1e9_per_l.to_numpy(),
-        pb.il6_pg_per_ml.to_numpy(),
-    ]
+    series = [r.car_t_pb_cells / (blood_l * 1e6), r.blasts_total, r.anc, r.il6_pb]
     out = np.full((len(TRAJECTORIES), len(days)), np.nan)
     idx = np.searchsorted(t, days - 1e-9)
     ok = idx < len(t)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -570,8 +571,7 @@ class Simulation:
                 progress(self.step_index, self.n_steps)
         from sim.readouts import summarize
 
-        ts = self.recorder.frame()
-        return Result(self.scenario, self.patient, ts, summarize(self, ts))
+        return Result(self.scenario, self.patient, summarize(self), self.recorder)
 
     # ------------------------------------------------------------------ checking mode
     def _check_before(self, phase: str) -> float | None:
@@ -645,6 +645,29 @@ class Recorder:
         """Store the current state as the row of time ``t_day``."""
         core.record(self.sim.k, self.sim.st, self.arrays, t_day)
 
+    def series(self) -> Series:
+        """The recorded rows as arrays, one value per record time (what the readouts read)."""
+        a, n = self.arrays, self.n
+        comp = a.comp[:n]
+        car = comp[:, PB, 2] + comp[:, PB, 3] + comp[:, PB, 4]  # memory + effector + exhausted, in that order
+        return Series(
+            t_days=a.t_day[:n],
+            anc=a.glob[:n, 0],
+            bm_blast_percent=a.glob[:n, 2],
+            crs_grade=a.glob[:n, 5],
+            icans_grade=a.glob[:n, 6],
+            car_t_pb_cells=car,
+            blasts_pb=comp[:, PB, 0],
+            blasts_emd=comp[:, EMD, 0] if self.sim.present[EMD] else np.zeros(n),
+            blasts_total=comp[:, :, 0].sum(axis=1),
+            blasts_target_negative_total=comp[:, :, 1].sum(axis=1),
+            macrophage_pb=comp[:, PB, 8],
+            il6_pb=comp[:, PB, 5],
+            ifng_pb=comp[:, PB, 6],
+            hspc=a.stages[:n, Stage.HSPC],
+            killed_last={col: float(a.killed[n - 1, s]) for s, col in enumerate(STAGE_COLUMNS)},
+        )
+
     def frame(self):
         """The time series as a long pandas DataFrame (one row per time and compartment)."""
         import pandas as pd
@@ -669,10 +692,36 @@ class Recorder:
 
 
 @dataclass
+class Series:
+    """Recorded values per record time (blood unless named otherwise; cells, not concentrations)."""
+
+    t_days: np.ndarray
+    anc: np.ndarray
+    bm_blast_percent: np.ndarray
+    crs_grade: np.ndarray
+    icans_grade: np.ndarray
+    car_t_pb_cells: np.ndarray
+    blasts_pb: np.ndarray
+    blasts_emd: np.ndarray
+    blasts_total: np.ndarray
+    blasts_target_negative_total: np.ndarray
+    macrophage_pb: np.ndarray
+    il6_pb: np.ndarray
+    ifng_pb: np.ndarray
+    hspc: np.ndarray
+    killed_last: dict
+
+
+@dataclass
 class Result:
-    """What one run produced."""
+    """What one run produced; the long time series is built on first use (pandas)."""
 
     scenario: Scenario
     patient: VirtualPatient
-    timeseries: object  # pandas.DataFrame
     summary: dict
+    recorder: Recorder = field(repr=False)
+
+    @cached_property
+    def timeseries(self):
+        """The time series as a long pandas DataFrame (see :meth:`Recorder.frame`)."""
+        return self.recorder.frame()

@@ -112,39 +112,31 @@ def survival(c, horizon_day: float) -> dict:
     }
 
 
-def summarize(sim, ts) -> dict:
-    """The patient summary (``summary.json``) from a finished simulation and its time series."""
+def summarize(sim) -> dict:
+    """The patient summary (``summary.json``) from a finished simulation's recorded series."""
     c = sim.clinic.state
-    pb = ts[ts.compartment == "pb"].reset_index(drop=True)
-    bm = ts[ts.compartment == "bm"].reset_index(drop=True)
-    emd = ts[ts.compartment == "emd"].reset_index(drop=True)
-    t = pb.t_days.to_numpy()
+    r = sim.recorder.series()
+    t = r.t_days
     post = t >= 0.0
-    anc = pb.anc_1e9_per_l.to_numpy()
+    anc = r.anc
     blood_ul = sim.volume_l[1] * 1e6
-    car_t_pb = (pb.car_t_memory + pb.car_t_effector + pb.car_t_exhausted).to_numpy() / blood_ul
+    car_t_pb = r.car_t_pb_cells / blood_ul
     k28 = int(np.argmin(np.abs(t - min(28.0, t[-1]))))
     k0 = int(np.argmin(np.abs(t - 0.0)))
-    blast_pct = bm.bm_blast_percent.to_numpy()
-    emd_cells = emd.blasts.to_numpy() if len(emd) else np.zeros_like(t)
+    blast_pct = r.bm_blast_percent
     early_death = c.death_day is not None and c.death_day < 28.0
     resp = (
-        "NR"
-        if early_death
-        else response(blast_pct[k28], blast_pct[k0], pb.blasts.to_numpy()[k28] / blood_ul, emd_cells[k28], anc[k28])
+        "NR" if early_death else response(blast_pct[k28], blast_pct[k0], r.blasts_pb[k28] / blood_ul, r.blasts_emd[k28], anc[k28])
     )
-    crs = pb.crs_grade_now.to_numpy()
-    icans = pb.icans_grade_now.to_numpy()
+    crs, icans = r.crs_grade, r.icans_grade
     crs_onset = first_day(t, post & (crs >= 1))
     iec = False
     if crs_onset is not None:
-        mac = pb.macrophage_activation.to_numpy()
-        iec = longest_run_hours(t, (t >= crs_onset) & (mac >= IEC_HS_MACROPHAGE) & (anc < 1.0)) >= IEC_HS_HOURS
+        iec = longest_run_hours(t, (t >= crs_onset) & (r.macrophage_pb >= IEC_HS_MACROPHAGE) & (anc < 1.0)) >= IEC_HS_HOURS
     anc_post = np.where(post, anc, np.inf)
     k_nadir = int(np.argmin(anc_post))
     recovery = first_day(t, (np.arange(len(t)) > k_nadir) & (anc >= 0.5)) if anc[k_nadir] < 0.5 else None
     k_peak = int(np.argmax(np.where(post, car_t_pb, -1.0)))
-    killed_last = ts[[col for col in ts.columns if col.startswith("killed_")]].iloc[-1]
     horizon = sim.scenario.horizon_days
     return {
         "scenario": sim.scenario.name,
@@ -175,16 +167,16 @@ def summarize(sim, ts) -> dict:
         "anc_recovery_day": recovery,
         "car_t_peak_cells_per_ul_blood": float(car_t_pb[k_peak]),
         "car_t_tmax_days": float(t[k_peak]),
-        "il6_peak_pg_per_ml": float(pb.il6_pg_per_ml[post].max()) if post.any() else 0.0,
-        "ifng_peak_pg_per_ml": float(pb.ifng_pg_per_ml[post].max()) if post.any() else 0.0,
-        "blasts_total_day28": float(ts[ts.t_days == t[k28]].blasts.sum()),
-        "blasts_total_baseline": float(ts[ts.t_days == t[k0]].blasts.sum()),
-        "blasts_target_negative_day28": float(ts[ts.t_days == t[k28]].blasts_target_negative.sum()),
-        "hspc_loss_fraction": float(max(0.0, 1.0 - bm.hspc[post].min() / bm.hspc[k0])) if post.any() and bm.hspc[k0] > 0 else 0.0,
+        "il6_peak_pg_per_ml": float(r.il6_pb[post].max()) if post.any() else 0.0,
+        "ifng_peak_pg_per_ml": float(r.ifng_pb[post].max()) if post.any() else 0.0,
+        "blasts_total_day28": float(r.blasts_total[k28]),
+        "blasts_total_baseline": float(r.blasts_total[k0]),
+        "blasts_target_negative_day28": float(r.blasts_target_negative_total[k28]),
+        "hspc_loss_fraction": float(max(0.0, 1.0 - r.hspc[post].min() / r.hspc[k0])) if post.any() and r.hspc[k0] > 0 else 0.0,
         "car_t_day28_cells_per_ul_blood": float(car_t_pb[k28]),
         **infection_summary(c.infections, horizon),
         **survival(c, horizon),
         "infections": [vars(i) for i in c.infections],
-        "myeloid_killed": {k.removeprefix("killed_"): float(v) for k, v in killed_last.items()},
+        "myeloid_killed": r.killed_last,
         "patient": sim.patient.flat(),
     }

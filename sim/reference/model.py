@@ -171,8 +171,7 @@ class ReferenceModel(mesa.Model):
         host.recorder.record(host.t_day)
         while host.step_index < host.n_steps and host.clinic.state.death_day is None:
             self.step()
-        ts = host.recorder.frame()
-        return Result(host.scenario, host.patient, ts, summarize(host, ts))
+        return Result(host.scenario, host.patient, summarize(host), host.recorder)
 
     def _infuse(self) -> None:
         total = int(self.host.dose_cells)
