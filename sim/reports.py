@@ -16,6 +16,9 @@
   three bundled sweeps (run them first: ``cart-sim sweep scenarios/sweeps/<name>.yaml``).
 * ``python -m sim.reports screen`` writes ``results/TARGET_SCREEN.md`` from the output of
   ``cart-sim screen scenarios/sweeps/target_screen.yaml``.
+* ``--out DIR`` writes the report and its figures to ``DIR`` instead of ``results/`` (a
+  report already there keeps its hand-written discussion); ``--runs DIR`` says where
+  ``cart-sim sweep`` and ``screen`` wrote, for ``sweeps`` and ``screen``.
 
 The sweep and screen reports keep their hand-written discussion below the marker too.
 """
@@ -128,14 +131,14 @@ ICAR_KEYS = (
 )
 
 
-def icar_report(n: int, n_grid: int, workers: int) -> str:
+def icar_report(n: int, n_grid: int, workers: int, out: Path) -> str:
     """Markdown of the iCAR comparison plus the I_max x threshold grid; saves figures."""
     from sim.compare import figures, run_comparison
     from sim.io import save_figure
 
     arms = [load_scenario(ROOT / "scenarios" / f"{a}.yaml") for a in ICAR_ARMS]
     comp = run_comparison(arms, n, workers)
-    fig_dir = ROOT / "results" / "figures"
+    fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     for name, fig in figures(comp).items():
         save_figure(fig_dir / f"icar_{name}", fig)
@@ -346,10 +349,10 @@ def _keep_discussion(path: Path, generated: str) -> str:
     return generated + "\n" + kept
 
 
-def _copy_figure(src: Path, name: str) -> str:
+def _copy_figure(src: Path, name: str, out: Path) -> str:
     import shutil
 
-    dst = ROOT / "results" / "figures" / name
+    dst = out / "figures" / name
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
     return f"figures/{name}"
@@ -364,8 +367,8 @@ def _table(df, columns: list[str], fmt: dict) -> list[str]:
     return lines
 
 
-def sweeps_report() -> str:
-    """SWEEPS.md (generated part) from ``results/{cll1_window,icar_imax,cll1_sobol}/``."""
+def sweeps_report(runs: Path, out: Path) -> str:
+    """SWEEPS.md (generated part) from the sweep outputs ``runs/{cll1_window,icar_imax,cll1_sobol}/``."""
     import pandas as pd
 
     from sim.sweep import Sweep
@@ -374,8 +377,8 @@ def sweeps_report() -> str:
     for name in ("cll1_window", "icar_imax", "cll1_sobol"):
         spec_path = ROOT / "scenarios" / "sweeps" / f"{name}.yaml"
         sw = Sweep(spec_path)
-        out = ROOT / "results" / name
-        table = pd.read_parquet(out / "points.parquet")
+        src = runs / name
+        table = pd.read_parquet(src / "points.parquet")
         lines += [
             f"## {name}",
             "",
@@ -383,12 +386,12 @@ def sweeps_report() -> str:
             "",
         ]
         if sw.spec.design == "sobol":
-            idx = pd.read_csv(out / "sobol.csv")
+            idx = pd.read_csv(src / "sobol.csv")
             idx["S1 (95% CI)"] = [f"{a:.2f} ({b:.2f} to {c:.2f})" for a, b, c in zip(idx.S1, idx.S1_lo, idx.S1_hi, strict=True)]
             idx["ST (95% CI)"] = [f"{a:.2f} ({b:.2f} to {c:.2f})" for a, b, c in zip(idx.ST, idx.ST_lo, idx.ST_hi, strict=True)]
             idx = idx.sort_values(["metric", "ST"], ascending=[True, False])
             lines += _table(idx, ["metric", "parameter", "S1 (95% CI)", "ST (95% CI)"], {})
-            lines += ["", f"![Sobol indices]({_copy_figure(out / 'sobol.png', 'sweep_cll1_sobol.png')})", ""]
+            lines += ["", f"![Sobol indices]({_copy_figure(src / 'sobol.png', 'sweep_cll1_sobol.png', out)})", ""]
             continue
         cols = [*sw.spec.parameters, *sw.spec.metrics]
         shown = table.copy()
@@ -403,7 +406,7 @@ def sweeps_report() -> str:
         lines += [f"{len(table)} points x {sw.spec.n_patients} virtual patients; window: {rule or 'none'}.", ""]
         lines += _table(shown, cols, {})
         shown_metric = max(sw.spec.metrics, key=lambda m: _spread(m, table[m]))
-        figure = _copy_figure(out / f"heatmap_{shown_metric}.png", f"sweep_{name}_{shown_metric}.png")
+        figure = _copy_figure(src / f"heatmap_{shown_metric}.png", f"sweep_{name}_{shown_metric}.png", out)
         lines += ["", f"![{shown_metric}]({figure})", ""]
     return "\n".join(lines) + "\n"
 
@@ -420,16 +423,16 @@ def _spread(metric: str, values) -> float:
     return span if metric in OUTCOMES else span / (float(abs(values).max()) + 1e-12)
 
 
-def screen_report() -> str:
-    """TARGET_SCREEN.md (generated part) from ``results/target_screen/``."""
+def screen_report(runs: Path, out: Path) -> str:
+    """TARGET_SCREEN.md (generated part) from the screen output ``runs/target_screen/``."""
     import pandas as pd
 
     from sim.screen import Screen
 
     spec = ROOT / "scenarios" / "sweeps" / "target_screen.yaml"
     sc = Screen(spec)
-    out = ROOT / "results" / sc.spec.name
-    table = pd.read_csv(out / "screen.csv")
+    src = runs / sc.spec.name
+    table = pd.read_csv(src / "screen.csv")
     atlas = {a.name: a for a in default_atlas().antigens}
     lines = [
         "# Target screen: which target or design has the best therapeutic window?",
@@ -453,35 +456,38 @@ def screen_report() -> str:
             f"{r.therapeutic_index:+.2f} ({r.therapeutic_index_lo:+.2f} to {r.therapeutic_index_hi:+.2f}) | "
             f"{normal} |"
         )
-    lines += ["", f"![screen]({_copy_figure(out / 'screen.png', 'target_screen.png')})", ""]
+    lines += ["", f"![screen]({_copy_figure(src / 'screen.png', 'target_screen.png', out)})", ""]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    """Command line: ``python -m sim.reports {il1rap,icar,validation,sweeps,screen,trials} [-n N] [--workers W]``."""
+    """Command line: ``python -m sim.reports REPORT [-n N] [--workers W] [--out DIR] [--runs DIR]``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("report", choices=["il1rap", "icar", "validation", "sweeps", "screen", "trials"])
     ap.add_argument("-n", type=int, default=300)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--grid-n", type=int, default=None, help="icar: patients per sensitivity-grid point (default n/5)")
+    ap.add_argument("--out", type=Path, default=ROOT / "results", help="folder of the report and its figures/ (default results/)")
+    ap.add_argument("--runs", type=Path, default=ROOT / "results", help="sweeps, screen: where the runs wrote (default results/)")
     args = ap.parse_args()
     workers = args.workers or default_workers()
-    (ROOT / "results").mkdir(exist_ok=True)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     # every report keeps the hand-written discussion below its marker
     from sim.validate import run_validation
 
     name, generate = {
         "il1rap": ("IL1RAP_FORECAST.md", lambda: il1rap_forecast(args.n, workers)),
-        "icar": ("ICAR.md", lambda: icar_report(args.n, args.grid_n or max(args.n // 5, 20), workers)),
+        "icar": ("ICAR.md", lambda: icar_report(args.n, args.grid_n or max(args.n // 5, 20), workers, out)),
         "trials": ("TRIALS.md", lambda: trials_report(args.n, workers)),
-        "sweeps": ("SWEEPS.md", sweeps_report),
-        "screen": ("TARGET_SCREEN.md", screen_report),
+        "sweeps": ("SWEEPS.md", lambda: sweeps_report(args.runs, out)),
+        "screen": ("TARGET_SCREEN.md", lambda: screen_report(args.runs, out)),
         "validation": (
             "VALIDATION.md",
             lambda: validation_report(run_validation(ROOT / "scenarios", args.n, workers), args.n),
         ),
     }[args.report]
-    path = ROOT / "results" / name
+    path = out / name
     text = _keep_discussion(path, generate())
     path.write_text(text)
     print(text)
