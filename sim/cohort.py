@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from sim import outcomes
 from sim.parallel import run_tasks
 from sim.scenario import Scenario
 
@@ -74,46 +75,9 @@ def wilson(k: int, n: int) -> dict:
     return {"count": int(k), "n": int(n), "rate": k / n, "ci95": [float(ci.low), float(ci.high)]}
 
 
-#: Binary outcomes of a cohort summary: name -> rule on the patients table.
-OUTCOMES: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
-    "cr": lambda d: d.response_day28 == "CR",
-    "cr_cri": lambda d: d.response_day28.isin(["CR", "CRi"]),
-    "cr_cri_mlfs": lambda d: d.response_day28.isin(["CR", "CRi", "MLFS"]),
-    "overall_response": lambda d: d.response_day28.isin(["CR", "CRi", "MLFS", "PR"]),
-    "mrd_negative_cr": lambda d: d.mrd_negative,
-    "crs_any": lambda d: d.crs_grade >= 1,
-    "crs_grade_ge2": lambda d: d.crs_grade >= 2,
-    "crs_grade_ge3": lambda d: d.crs_grade >= 3,
-    "icans_any": lambda d: d.icans_grade >= 1,
-    "icans_grade_ge3": lambda d: d.icans_grade >= 3,
-    "iec_hs": lambda d: d.iec_hs,
-    "neutropenia_grade4": lambda d: d.neutropenia_grade >= 4,
-    "neutropenia_grade_ge3": lambda d: d.neutropenia_grade >= 3,
-    "infection_any_day28": lambda d: d.infection_any_day28,
-    "infection_bacterial_day28": lambda d: d.infection_bacterial_day28 > 0,
-    "infection_fungal_day28": lambda d: d.infection_fungal_day28 > 0,
-    "infection_viral_day28": lambda d: d.infection_viral_day28 > 0,
-    "death_by_day28": lambda d: d.death & (d.os_days <= 28.0),
-    "death": lambda d: d.death,
-    "relapse": lambda d: d.relapse,
-    "relapse_target_negative": lambda d: d.relapse_target_negative,
-}
-
-CONTINUOUS = (
-    "anc_nadir_1e9_per_l",
-    "days_anc_below_0_5",
-    "days_anc_below_0_1",
-    "car_t_peak_cells_per_ul_blood",
-    "car_t_tmax_days",
-    "il6_peak_pg_per_ml",
-    "bm_blast_percent_day28",
-    "os_days",
-    "lfs_days",
-    "hspc_loss_fraction",
-    "car_t_day28_cells_per_ul_blood",
-    "blasts_total_day28",
-    "blasts_target_negative_day28",
-)
+#: Binary outcomes of a cohort summary (name -> rule) and continuous ones, from the registry.
+OUTCOMES = outcomes.rules()
+CONTINUOUS = tuple(outcomes.CONTINUOUS)
 
 
 def summarize_cohort(sc: Scenario, patients: pd.DataFrame) -> dict:

@@ -14,27 +14,30 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sim import outcomes
 from sim.antigens import Stage
 from sim.cohort import CohortResult, run_cohort, wilson
 from sim.scenario import Scenario
 
 BOOTSTRAP = 1000
 
-#: Binary outcomes compared: name -> rule on the patients table.
-RATES = {
-    "cr_cri_mlfs": lambda d: d.response_day28.isin(["CR", "CRi", "MLFS"]),
-    "cr_cri": lambda d: d.response_day28.isin(["CR", "CRi"]),
-    "mrd_negative_cr": lambda d: d.mrd_negative.astype(bool),
-    "crs_grade_ge3": lambda d: d.crs_grade >= 3,
-    "icans_grade_ge3": lambda d: d.icans_grade >= 3,
-    "neutropenia_grade4": lambda d: d.neutropenia_grade >= 4,
-    "infection_bacterial_day28": lambda d: d.infection_bacterial_day28 > 0,
-    "infection_fungal_day28": lambda d: d.infection_fungal_day28 > 0,
-    "infection_viral_day28": lambda d: d.infection_viral_day28 > 0,
-    "relapse": lambda d: d.relapse.astype(bool),
-    "relapse_target_negative": lambda d: d.relapse_target_negative.astype(bool),
-    "relapse_icar_protected": lambda d: d.relapse_icar_protected.astype(bool),
-}
+#: Binary outcomes compared (rules from the registry, ``sim.outcomes``).
+RATES = outcomes.rules(
+    (
+        "cr_cri_mlfs",
+        "cr_cri",
+        "mrd_negative_cr",
+        "crs_grade_ge3",
+        "icans_grade_ge3",
+        "neutropenia_grade4",
+        "infection_bacterial_day28",
+        "infection_fungal_day28",
+        "infection_viral_day28",
+        "relapse",
+        "relapse_target_negative",
+        "relapse_icar_protected",
+    )
+)
 #: Continuous outcomes compared by their median.
 MEDIANS = ("anc_nadir_1e9_per_l", "days_anc_below_0_5", "days_anc_below_0_1", "blasts_total_day28")
 STAGES = [s.name.lower() for s in Stage]
