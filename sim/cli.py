@@ -72,7 +72,7 @@ def _progress():
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML, e.g. scenarios/cll1_standard.yaml")],
-    seed: Annotated[int | None, typer.Option(help="Root seed (overrides the scenario's seed)")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Root seed (overrides the scenario's seed)")] = None,
     overrides: SetOption = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/<scenario name>)")] = None,
     patient: Annotated[int, typer.Option(min=0, help="Index of the virtual patient in the population")] = 0,
@@ -121,7 +121,7 @@ def cohort(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML (one trial arm)")],
     n: Annotated[int, typer.Option("-n", "--n-patients", min=1, help="Number of virtual patients")] = 100,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker threads (default: all CPUs)")] = None,
-    seed: Annotated[int | None, typer.Option(help="Root seed (overrides the scenario's seed)")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Root seed (overrides the scenario's seed)")] = None,
     overrides: SetOption = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/<scenario name>-cohort)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and simulate nothing")] = False,

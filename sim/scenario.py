@@ -344,6 +344,15 @@ class Scenario(_Strict):
     outputs: Outputs = Outputs()
     params: dict[str, float] = {}
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, name: str) -> str:
+        # the name becomes an output folder (results/<name>): no path, no control characters
+        bad = any(c in name for c in "/\\") or name.startswith(".") or any(ord(c) < 32 for c in name)
+        if bad:
+            raise ValueError("a name usable as a folder name: no '/' or '\\', no leading '.', no control characters")
+        return name
+
     @field_validator("params")
     @classmethod
     def _known_params(cls, v: dict[str, float]) -> dict[str, float]:
@@ -504,7 +513,8 @@ def read_yaml_mapping(path: str | Path) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise UserError(str(p), "", text[:40], f"valid YAML{where}") from None
+        reason = f": {e.problem}" if getattr(e, "problem", None) else ""
+        raise UserError(str(p), "", text[:40], f"valid YAML{where}{reason}") from None
     if data is None:
         raise UserError(str(p), "", "", "a YAML mapping of scenario keys; the file is empty")
     if not isinstance(data, dict):

@@ -42,6 +42,7 @@ import yaml
 from scipy.stats import betabinom
 
 from sim.cohort import OUTCOMES
+from sim.scenario import read_yaml_mapping
 
 NOT_MODELLED = ("liver_function_damage", "dose_limiting_toxicity")
 
@@ -135,7 +136,7 @@ def arm_scenarios(scenario_dir: Path) -> dict[tuple[str, str], Path]:
     """Scenario files by (study, arm) from their ``trial`` sections."""
     out = {}
     for f in sorted(scenario_dir.glob("*.yaml")):
-        trial = (yaml.safe_load(f.read_text()) or {}).get("trial")
+        trial = read_yaml_mapping(f).get("trial")  # a file that is not YAML is a clean error
         if isinstance(trial, dict) and "study" in trial:
             out[(trial["study"], str(trial["arm"]))] = f
     return out

@@ -114,6 +114,10 @@ BAD_RUN_CASES = [
     ("fraction-above-one", None, ["--set", "patient.emd_probability=1.5"], "patient.emd_probability = 1.5"),
     ("trial-wrong-type", None, ["--set", "trial=yes"], "trial"),
     ("record-shorter-than-step", None, ["--set", "dt_hours=2", "--set", "outputs.record_every_hours=1"], "at least dt_hours"),
+    ("yaml-error-says-why", "name: [unclosed\n", [], "but got"),
+    ("name-escapes-results", None, ["--set", "name=../../escaped"], "usable as a folder name"),
+    ("name-with-nul", VALID.replace("name: cll1_standard", 'name: "a\\0b"'), [], "usable as a folder name"),
+    ("negative-seed-option", None, ["--seed", "-1"], "'--seed'"),
 ]
 
 
@@ -188,12 +192,17 @@ BAD_OTHER = [
     ("compare-n-zero", ["compare", STD, str(SCENARIOS / "cll1_cd16_icar.yaml"), "-n", "0"], "Invalid value"),
     ("run-negative-patient", ["run", STD, "--patient", "-1"], "Invalid value"),
     ("cohort-unknown-option", ["cohort", STD, "--wrokers", "2"], "No such option"),
+    ("validate-binary-file", ["validate", "--scenarios", "BINARY_DIR", "-n", "10"], "readable UTF-8 text file"),
 ]
 
 
 @pytest.mark.parametrize("case", BAD_OTHER, ids=[c[0] for c in BAD_OTHER])
 def test_bad_input_of_other_commands(tmp_path, case):
     _, args, needle = case
+    if "BINARY_DIR" in args:  # a folder with a scenario and a binary file named .yaml
+        (tmp_path / "sc").mkdir()
+        (tmp_path / "sc" / "junk.yaml").write_bytes(bytes(range(256)))
+        args = [str(tmp_path / "sc") if a == "BINARY_DIR" else a for a in args]
     r = cart_sim(*args, "--out", str(tmp_path / "o"))
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and needle in r.stderr
