@@ -11,14 +11,26 @@ from pathlib import Path
 from sim.errors import UserError
 
 
+def _default_file_mode() -> int:
+    """The mode a plain ``open(..., "w")`` would give: 0666 less the process umask (0644 usually)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; rename it over ``path`` on success."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` on success.
+
+    ``mkstemp`` creates the file 0600; it is given the usual mode before the rename, so
+    others on a shared machine can read the results.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

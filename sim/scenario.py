@@ -9,6 +9,7 @@ be overridden by a dotted path with ``--set``.
 
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -385,6 +386,14 @@ class Scenario(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
+def _expected_mapping(err: dict, loc: tuple) -> str:
+    """What a key that needs a mapping expects, in the scenario's words (not pydantic's class names)."""
+    if "Dist" in err["msg"]:
+        return "a number, or a distribution such as {dist: lognormal, median: 70, sd_log: 0.2}"
+    allowed = _allowed_keys(tuple(p for p in loc if isinstance(p, str)))
+    return f"a mapping of keys ({', '.join(allowed)})" if allowed else "a mapping of keys"
+
+
 def _allowed_keys(loc: tuple) -> list[str]:
     """Field names allowed at ``loc`` in the schema (for 'did you mean')."""
     model: Any = Scenario
@@ -416,10 +425,16 @@ def _first_error(exc: ValidationError, source: str) -> UserError:
         expected += f"; allowed here: {', '.join(allowed)}" if allowed else ""
         return UserError(source, path, value, expected)
     if err["type"] == "missing":
-        return UserError(source, path, None, "this required key to be given")
+        # a misspelt required key shows up twice: missing, and as an unknown key beside it
+        extras = [e["loc"][-1] for e in exc.errors() if e["type"] == "extra_forbidden" and tuple(e["loc"][:-1]) == loc[:-1]]
+        hint = difflib.get_close_matches(str(loc[-1]), [str(x) for x in extras], n=1)
+        found = f" (found {hint[0]!r}: misspelt?)" if hint else ""
+        return UserError(source, path, None, "this required key to be given" + found)
     keyed = (err.get("ctx") or {}).get("error")
     if isinstance(keyed, KeyedValueError):
         return UserError(source, f"{path}.{keyed.key}", keyed.value, str(keyed))
+    if err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        return UserError(source, path, value, _expected_mapping(err, loc))
     msg = err["msg"].removeprefix("Value error, ")
     if msg.startswith("Input should be "):
         msg = msg.removeprefix("Input should be ")

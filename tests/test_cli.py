@@ -59,6 +59,10 @@ def test_run_writes_the_three_outputs(tmp_path):
     } <= set(ts.columns)
     assert set(ts.compartment) == {"bm", "pb"}
     assert ts.t_days.min() == -5 and abs(ts.t_days.max() - 4) < 1e-9
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in out.iterdir():  # the mode of a plain open(): readable by others unless the umask says not
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask, (p.name, oct(p.stat().st_mode))
 
 
 def test_seed_option_changes_seed(tmp_path):
@@ -118,6 +122,9 @@ BAD_RUN_CASES = [
     ("name-escapes-results", None, ["--set", "name=../../escaped"], "usable as a folder name"),
     ("name-with-nul", VALID.replace("name: cll1_standard", 'name: "a\\0b"'), [], "usable as a folder name"),
     ("negative-seed-option", None, ["--seed", "-1"], "'--seed'"),
+    ("number-or-distribution", None, ["--set", "patient.weight_kg=abc"], "a number, or a distribution"),
+    ("mapping-expected", None, ["--set", "product.car=3"], "a mapping of keys (antigens, logic)"),
+    ("misspelt-required-key", VALID.replace("\nproduct:", "\nprodcut:"), [], "found 'prodcut'"),
 ]
 
 
