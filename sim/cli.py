@@ -94,7 +94,7 @@ def run(
 
         sim = Simulation(sc, patient_index=patient, check=check)
         result = sim.run()
-    _write_run(result, sim, out_dir)
+    _write_run(result, sim, out_dir, params)
     s = result.summary
     console.print(
         f"[bold]{s['scenario']}[/bold] patient {patient}: response {s['response_day28']}"
@@ -106,13 +106,13 @@ def run(
     console.print(f"wrote {out_dir}/timeseries.parquet, summary.json, patient.png")
 
 
-def _write_run(result, sim, out_dir: Path) -> None:
-    from sim.io import save_figure, staged_outputs, write_json, write_parquet
+def _write_run(result, sim, out_dir: Path, params: str | None) -> None:
+    from sim.io import provenance, save_figure, staged_outputs, write_json, write_parquet
     from sim.plots import patient_figure
 
     with staged_outputs(out_dir) as staging:
         write_parquet(staging / "timeseries.parquet", result.timeseries)
-        write_json(staging / "summary.json", result.summary)
+        write_json(staging / "summary.json", {**result.summary, "provenance": provenance(params)})
         save_figure(staging / "patient.png", patient_figure(result.timeseries, result.summary, sim.volume_l[1]), tight=False)
 
 
@@ -145,13 +145,12 @@ def cohort(
         console.print_json(sc.model_dump_json())
         console.print(f"[green]valid[/green]: {n} patients of {sc.name} on {workers} workers -> {out_dir}/")
         return
-    _run_cohort(sc, n, workers, out_dir, key)
+    _run_cohort(sc, n, workers, out_dir, key, params)
 
 
-def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str) -> None:
-
+def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str | None) -> None:
     from sim.cohort import run_cohort
-    from sim.io import save_figure, staged_outputs, write_json, write_parquet
+    from sim.io import provenance, save_figure, staged_outputs, write_json, write_parquet
     from sim.plots import cohort_figure
 
     chunk_dir = out_dir / "chunks"
@@ -162,7 +161,7 @@ def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str) -> None:
         result = run_cohort(sc, n, workers, chunk_dir, progress=lambda k: bar.update(task, completed=k))
     with staged_outputs(out_dir) as staging:
         write_parquet(staging / "patients.parquet", result.patients)
-        write_json(staging / "summary.json", result.summary)
+        write_json(staging / "summary.json", {**result.summary, "provenance": provenance(params)})
         save_figure(staging / "cohort.png", cohort_figure(result, f"{sc.name}: {n} virtual patients"))
     shutil.rmtree(chunk_dir, ignore_errors=True)
     _print_cohort(result.summary)
@@ -196,7 +195,7 @@ def compare(
     """
     from sim.cohort import default_workers
     from sim.compare import figures, paired_scenarios, run_comparison
-    from sim.io import check_output_dir, save_figure, staged_outputs, write_json
+    from sim.io import check_output_dir, provenance, save_figure, staged_outputs, write_json
 
     if len(scenarios) < 2:
         raise UserError("compare", "SCENARIOS", [str(s) for s in scenarios], "at least two scenario files")
@@ -214,7 +213,7 @@ def compare(
         task = bar.add_task("patients (all arms)", total=n * len(arms))
         comp = run_comparison(arms, n, workers, progress=lambda k: bar.update(task, completed=k))
     with staged_outputs(out_dir) as staging:
-        write_json(staging / "compare.json", comp.to_json())
+        write_json(staging / "compare.json", {**comp.to_json(), "provenance": provenance()})
         for name, fig in figures(comp).items():
             save_figure(staging / name, fig)
     _print_comparison(comp)

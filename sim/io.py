@@ -37,6 +37,30 @@ def atomic_path(path: str | Path):
             os.unlink(tmp)
 
 
+def provenance(params: str | None = None) -> dict:
+    """What made an output: cart-sim and dependency versions, the ``--params`` set, the command line."""
+    import platform
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    from sim import __version__
+
+    def v(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    packages = ("numpy", "numba", "scipy", "pandas", "pyarrow", "pydantic", "mesa", "matplotlib")
+    return {
+        "cart_sim": __version__,
+        "python": platform.python_version(),
+        "packages": {name: v(name) for name in packages},
+        "params_file": params,
+        "command": " ".join(["cart-sim", *sys.argv[1:]]),
+    }
+
+
 def content_hash(data) -> str:
     """Identity of a piece of work (its JSON-able description and the cart-sim version), for resuming."""
     import hashlib

@@ -41,6 +41,8 @@ def test_run_writes_the_three_outputs(tmp_path):
         "car_t_tmax_days",
     }
     assert required <= set(summary)
+    prov = summary["provenance"]  # what made it: versions, parameter set, command
+    assert prov["cart_sim"] == summary["version"] and prov["packages"]["numba"] and prov["params_file"] is None
     ts = pd.read_parquet(out / "timeseries.parquet")
     assert {
         "t_days",
