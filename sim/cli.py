@@ -187,6 +187,8 @@ def compare(
     overrides: SetOption = None,
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("results") / "compare",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and simulate nothing")] = False,
+    seed: Annotated[int | None, typer.Option(min=0, help="Root seed of every arm (default: the first arm's)")] = None,
+    params: ParamsOption = None,
 ) -> None:
     """Compare arms on the same virtual patients: compare.json, anc.png, kinetics.png, lineage.png.
 
@@ -199,7 +201,8 @@ def compare(
 
     if len(scenarios) < 2:
         raise UserError("compare", "SCENARIOS", [str(s) for s in scenarios], "at least two scenario files")
-    arms = [_load(s, overrides, None) for s in scenarios]
+    param_set = _param_set(params)
+    arms = [_load(s, overrides, seed, param_set) for s in scenarios]
     try:
         paired_scenarios(arms)
     except ValueError as e:
@@ -213,7 +216,7 @@ def compare(
         task = bar.add_task("patients (all arms)", total=n * len(arms))
         comp = run_comparison(arms, n, workers, progress=lambda k: bar.update(task, completed=k))
     with staged_outputs(out_dir) as staging:
-        write_json(staging / "compare.json", {**comp.to_json(), "provenance": provenance()})
+        write_json(staging / "compare.json", {**comp.to_json(), "provenance": provenance(params)})
         for name, fig in figures(comp).items():
             save_figure(staging / name, fig)
     _print_comparison(comp)

@@ -201,6 +201,8 @@ BAD_OTHER = [
     ("compare-n-zero", ["compare", STD, str(SCENARIOS / "cll1_cd16_icar.yaml"), "-n", "0"], "Invalid value"),
     ("run-negative-patient", ["run", STD, "--patient", "-1"], "Invalid value"),
     ("cohort-unknown-option", ["cohort", STD, "--wrokers", "2"], "No such option"),
+    ("compare-negative-seed", ["compare", STD, str(SCENARIOS / "cll1_cd16_icar.yaml"), "--seed", "-1"], "'--seed'"),
+    ("compare-unknown-params", ["compare", STD, str(SCENARIOS / "cll1_cd16_icar.yaml"), "--params", "nope.yaml"], "nope"),
     ("validate-binary-file", ["validate", "--scenarios", "BINARY_DIR", "-n", "10"], "readable UTF-8 text file"),
 ]
 
