@@ -479,10 +479,6 @@ class Simulation:
         a_kill, a_stim = self.activations(densities.reshape(-1, 1), 1)
         return float(a_kill[0]), float(a_stim[0])
 
-    def car_t_per_ul_blood(self) -> float:
-        """CAR T cells per uL of blood (all phenotypes, as of the last observation)."""
-        return float(self.st.car_obs[PB].sum()) / (self.volume_l[PB] * 1e6)
-
     def occupancy(self) -> float:
         """Marrow cells competing for space: blasts, lineage in marrow, background."""
         return float(core.marrow_occupancy(self.k, self.st))
