@@ -39,6 +39,12 @@ ParamsOption = Annotated[
 ]
 
 
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(help="Dask scheduler address (tcp://host:8786): run on that cluster instead of local threads"),
+]
+
+
 def _param_set(name: str | None) -> dict[str, float] | None:
     if name is None:
         return None
@@ -126,6 +132,7 @@ def cohort(
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/<scenario name>-cohort)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and simulate nothing")] = False,
     params: ParamsOption = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Simulate a virtual trial arm: writes patients.parquet, summary.json and cohort.png.
 
@@ -145,10 +152,14 @@ def cohort(
         console.print_json(sc.model_dump_json())
         console.print(f"[green]valid[/green]: {n} patients of {sc.name} on {workers} workers -> {out_dir}/")
         return
-    _run_cohort(sc, n, workers, out_dir, key, params)
+    if scheduler:  # an unreachable cluster is an error before anything is written
+        from sim.parallel import connect
+
+        connect(scheduler).close()
+    _run_cohort(sc, n, workers, out_dir, key, params, scheduler)
 
 
-def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str | None) -> None:
+def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str | None, scheduler: str | None = None) -> None:
     from sim.cohort import run_cohort
     from sim.io import provenance, save_figure, staged_outputs, write_json, write_parquet
     from sim.plots import cohort_figure
@@ -158,7 +169,7 @@ def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str |
     write_json(chunk_dir / "spec.json", {"hash": key, "scenario": sc.name, "n": n})
     with _progress() as bar:
         task = bar.add_task(f"{sc.name}: patients", total=n)
-        result = run_cohort(sc, n, workers, chunk_dir, progress=lambda k: bar.update(task, completed=k))
+        result = run_cohort(sc, n, workers, chunk_dir, progress=lambda k: bar.update(task, completed=k), scheduler=scheduler)
     with staged_outputs(out_dir) as staging:
         write_parquet(staging / "patients.parquet", result.patients)
         write_json(staging / "summary.json", {**result.summary, "provenance": provenance(params)})
@@ -256,6 +267,7 @@ def validate(
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("results") / "validation",
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any metric falls outside its interval")] = False,
     params: ParamsOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the scenarios and the arms, simulate nothing")] = False,
 ) -> None:
     """Compare every reported arm of clinical_targets.yaml with its simulated cohort.
 
@@ -276,6 +288,9 @@ def validate(
     missing = [k for k in reported_arms() if k not in arm_scenarios(scenarios)]
     if missing:
         raise UserError(str(scenarios), ".".join(missing[0]), None, "a scenario whose trial section names this arm")
+    if dry_run:
+        console.print(f"[green]valid[/green]: {len(reported_arms())} reported arms x {n_patients} patients -> {out_dir}/")
+        return
     with err_console.status("simulating the reported arms") as status:
         records = run_validation(
             scenarios,
@@ -319,12 +334,6 @@ def _print_validation(records) -> None:
             f"[{color}]{r.verdict}[/{color}]",
         )
     console.print(table)
-
-
-SchedulerOption = Annotated[
-    str | None,
-    typer.Option(help="Dask scheduler address (tcp://host:8786): run on that cluster instead of local processes"),
-]
 
 
 @app.command()

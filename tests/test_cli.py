@@ -201,6 +201,12 @@ BAD_OTHER = [
     ("compare-n-zero", ["compare", STD, str(SCENARIOS / "cll1_cd16_icar.yaml"), "-n", "0"], "Invalid value"),
     ("run-negative-patient", ["run", STD, "--patient", "-1"], "Invalid value"),
     ("cohort-unknown-option", ["cohort", STD, "--wrokers", "2"], "No such option"),
+    ("cohort-unreachable-scheduler", ["cohort", STD, "-n", "2", "--scheduler", "tcp://127.0.0.1:9"], "a running Dask scheduler"),
+    (
+        "validate-dry-run-missing-folder",
+        ["validate", "--dry-run", "--scenarios", "no/such/dir"],
+        "a folder of scenario YAML files",
+    ),
     ("compare-negative-seed", ["compare", STD, str(SCENARIOS / "cll1_cd16_icar.yaml"), "--seed", "-1"], "'--seed'"),
     ("compare-unknown-params", ["compare", STD, str(SCENARIOS / "cll1_cd16_icar.yaml"), "--params", "nope.yaml"], "nope"),
     ("validate-binary-file", ["validate", "--scenarios", "BINARY_DIR", "-n", "10"], "readable UTF-8 text file"),
