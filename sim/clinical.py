@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 
 from sim.core import clinic as cc
 from sim.core.random import new_state as new_streams
+from sim.core.step import read_patient
 from sim.params import CRS_THRESHOLDS, ICANS_THRESHOLDS, ParamSet, infection_fatality
 from sim.readouts import EMD_DETECT_CELLS, PB_BLAST_DETECT_PER_UL
 
@@ -189,8 +190,6 @@ class Clinic:
 
     def readings(self) -> cc.Readings:
         """What the clinic reads off the simulation now."""
-        from sim.core.step import read_patient
-
         return read_patient(self.sim.k, self.sim.st)
 
     def update(self, t_day: float, t_end: float, readings: cc.Readings | None = None) -> None:
@@ -201,7 +200,3 @@ class Clinic:
     def hazards_per_day(self, t_day: float, anc: float) -> dict[str, float]:
         """Infection hazards per day by type at ``t_day``."""
         return dict(zip(INFECTION_TYPES, cc.infection_hazards_per_day(self.k, self.cs, t_day, anc), strict=True))
-
-    def in_remission(self) -> bool:
-        """BM blasts < 5%, no circulating blasts, no detectable EMD."""
-        return bool(cc.in_remission(self.k, self.readings()))

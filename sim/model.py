@@ -138,7 +138,6 @@ class Simulation:
         occupancy = blasts_bm + normal_bm
         f_init = max(space_factor(occupancy, self.c_max, p.crowding_exponent), 0.05)
         self._h_set0 = self.myeloid.w[Stage.HSPC] * self.f0 / f_init
-        self.anc0 = pt.anc_baseline_1e9_per_l
         # blasts: division from the cell cycle, death so that free-marrow net growth matches the doubling time
         self.r_b = math.log(2) / p.blast_cycle_h
         net = math.log(2) / (pt.blast_doubling_days * 24.0)
@@ -216,7 +215,6 @@ class Simulation:
         self.armor_fg = p.il18_armor_fg_per_cell_h if armored else 0.0
         # IL-18 gain on CAR T proliferation, IFN-gamma and macrophage drive (0: no response)
         self.il18_boost_max = p.il18_boost_max * (1.0 if armored else p.il18_response_unarmored)
-        self.competence = np.array([p.competence_memory, 1.0, p.competence_exhausted])
         # activation of each lineage class (constant densities from the atlas)
         self.my_a_kill, self.my_a_stim = self.activations(self.atlas.stage_density_matrix(), N_STAGES)
         # CAR T cells as targets of each other (fratricide) through antigens the product still carries
@@ -283,7 +281,7 @@ class Simulation:
                 self.car_a_stim,
                 self.tissue_a_stim,
                 self.tissue_sigma,
-            ),  # fmt: skip
+            ),
             car_t=CarTConst(
                 r_max=p.car_t_max_division_per_h,
                 r_cap=p.car_t_division_cap_per_h,
@@ -312,7 +310,7 @@ class Simulation:
                 self.c_emd,
                 p.crowding_exponent,
                 len(self.atlas.names),
-            ),  # fmt: skip
+            ),
             lineage=self.lineage,
             cytokines=CytokineConst(
                 ifng_pg_per_engagement=p.ifng_pg_per_engagement,
@@ -344,7 +342,7 @@ class Simulation:
                 self.c_max,
                 p.crowding_exponent,
                 bool(self.present[EMD]),
-            ),  # fmt: skip
+            ),
             clinic=self.clinic.k,
         )
 
@@ -427,11 +425,7 @@ class Simulation:
     @property
     def t_day(self) -> float:
         """Time (days, infusion at 0) at the start of the current step."""
-        return float(core.t_day_of(self.k, self.st))
-
-    def ld_window(self, t_day: float) -> bool:
-        """Whether lymphodepleting chemotherapy acts at ``t_day``."""
-        return bool(core.ld_window(self.k.sched, t_day))
+        return float(core.t_day_of.py_func(self.k, self.st))  # plain Python: no dispatch on the records
 
     def ld_signal(self, t_day: float) -> float:
         """Homeostatic signal L(t): 1 during and after lymphodepletion, decaying."""
@@ -439,9 +433,7 @@ class Simulation:
 
     def ld_hazards_per_h(self, t_day: float) -> tuple[float, float]:
         """Lymphodepletion hazards on (blasts, cycling myeloid cells) at ``t_day``."""
-        on = self.ld_window(t_day)
-        sc = self.k.sched
-        return (sc.ld_blast_hazard_per_h, sc.ld_myelo_hazard_per_h) if on else (0.0, 0.0)
+        return core.ld_hazards(self.k.sched, t_day)
 
     def t_cell_space(self, car_t_cells: float) -> float:
         """Room left for CAR T division: max(0, 1 - T / room), room = min(K_T, burst of the infused cells)."""
@@ -451,14 +443,10 @@ class Simulation:
         """Host rejection of an allogeneic product, rising as host immunity recovers (1 - L(t))."""
         return float(rejection_per_h(self.k.car_t, self.ld_signal(t_day)))
 
-    def gvl_per_h(self) -> float:
-        """Graft-versus-leukemia hazard after a consolidating HSCT."""
-        return self.p.hsct_gvl_per_h if self.clinic.state.hsct_day is not None else 0.0
-
     @property
     def damp(self) -> float:
         """Steroid damping of CAR T proliferation, killing and cytokine production."""
-        return 0.5 if self.clinic.state.steroids_active(self.t_day) else 1.0
+        return float(core.cc.steroid_damp(self.st.cs, self.t_day))
 
     def blast_densities_seen(self) -> np.ndarray:
         """Blast antigen densities as CAR T cells meet them now (raised by an active adjuvant)."""

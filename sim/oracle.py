@@ -20,7 +20,7 @@ from sim.antigens import Stage
 from sim.core.car_t import EFFECTOR, MEMORY, car_t_rates, signal
 from sim.core.common import BM, EMD, N_COMP, PB, hill, space_factor
 from sim.core.cytokines import IFNG, IL6, IL18, MAC, bystander_ifng, il18_boost
-from sim.core.engage import add_tissue_engagement, kill_hazard_and_stimulation
+from sim.core.engage import add_tissue_engagement, competence, kill_hazard_and_stimulation
 from sim.core.hematopoiesis import N_STAGES, anc, gcsf_fold, normal_bm_cells
 from sim.core.traffic import traffic_rates
 from sim.model import Simulation, stage_compartments
@@ -81,7 +81,7 @@ class MeanField:
         for s in range(N_STAGES):
             act_kill[self.my_comp[s]] += M[s] * sim.my_a_kill[s]
             act_stim[self.my_comp[s]] += M[s] * sim.my_a_stim[s]
-        t_kill = T @ sim.competence
+        t_kill = T @ np.array([competence(k.engage, cls) for cls in range(3)])
         act_kill += T.sum(axis=1) * sim.car_a_kill  # fratricide
         act_stim += T.sum(axis=1) * sim.car_a_stim
         hazard, sigma = np.zeros(N_COMP), np.zeros(N_COMP)

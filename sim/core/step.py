@@ -179,10 +179,17 @@ def ld_signal(sc, t_day):
 
 
 @njit(cache=True)
+def ld_hazards(sc, t_day):
+    """Lymphodepletion hazards (per hour) on (blasts, cycling myeloid cells) at ``t_day``."""
+    if ld_window(sc, t_day):
+        return sc.ld_blast_hazard_per_h, sc.ld_myelo_hazard_per_h
+    return 0.0, 0.0
+
+
+@njit(cache=True)
 def blast_extra_death(sc, cs, t_day):
     """Lymphodepletion and graft-versus-leukemia hazards on blasts (per hour)."""
-    h = sc.ld_blast_hazard_per_h if ld_window(sc, t_day) else 0.0
-    return h + (0.0 if math.isnan(cs[cc.HSCT_DAY]) else sc.hsct_gvl_per_h)
+    return ld_hazards(sc, t_day)[0] + (0.0 if math.isnan(cs[cc.HSCT_DAY]) else sc.hsct_gvl_per_h)
 
 
 @njit(cache=True)
@@ -270,8 +277,7 @@ def phase_hematopoiesis(k, st, rs, rec):
     t = t_day_of(k, st)
     bk = k.blasts
     ratio = space_factor(marrow_occupancy(k, st), bk.c_max, bk.crowding_exponent) / k.lineage.f0
-    ld = k.sched.ld_myelo_hazard_per_h if ld_window(k.sched, t) else 0.0
-    nb_step_hematopoiesis(k.sched.dt_h, k.lineage, st.my_w, ratio, st.scal[H_SET], ld, rs)
+    nb_step_hematopoiesis(k.sched.dt_h, k.lineage, st.my_w, ratio, st.scal[H_SET], ld_hazards(k.sched, t)[1], rs)
 
 
 @njit(cache=True)

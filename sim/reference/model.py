@@ -35,8 +35,9 @@ from sim.antigens import Stage
 from sim.core.car_t import EFFECTOR, EXHAUSTED, MEMORY, car_t_rates, signal
 from sim.core.common import BM, EMD, N_COMP, PB, activation, growth_prob, hill, prob, relax, space_factor
 from sim.core.cytokines import nb_il18_boost
-from sim.core.engage import add_tissue_engagement, kill_hazard_and_stimulation
+from sim.core.engage import add_tissue_engagement, competence, kill_hazard_and_stimulation
 from sim.core.hematopoiesis import N_STAGES, gcsf_fold, mitotic_transit
+from sim.core.step import blast_extra_death
 from sim.model import STEP_PHASES, Simulation, stage_compartments
 from sim.scenario import Scenario
 
@@ -44,6 +45,8 @@ from sim.scenario import Scenario
 _activation = activation.py_func
 _car_t_rates = car_t_rates.py_func
 _kill_hazard_and_stimulation = kill_hazard_and_stimulation.py_func
+_competence = competence.py_func
+_blast_extra_death = blast_extra_death.py_func
 _add_tissue_engagement = add_tissue_engagement.py_func
 _signal = signal.py_func
 _gcsf_fold = gcsf_fold.py_func
@@ -197,7 +200,7 @@ class ReferenceModel(mesa.Model):
             act_kill[STAGE_COMP[s]] += self.stage_count[s] * host.my_a_kill[s]
             act_stim[STAGE_COMP[s]] += self.stage_count[s] * host.my_a_stim[s]
         for t in car_t:
-            t_kill[t.comp] += host.competence[t.phenotype]
+            t_kill[t.comp] += _competence(host.k.engage, t.phenotype)
             act_kill[t.comp] += host.car_a_kill  # fratricide
             act_stim[t.comp] += host.car_a_stim
         hazard = [0.0] * N_COMP
@@ -259,7 +262,7 @@ class ReferenceModel(mesa.Model):
         f = {BM: _space_factor(host.occupancy(), host.c_max, k)}
         if host.present[EMD]:
             f[EMD] = _space_factor(float(self._blasts_in(EMD)), host.c_emd, k)
-        extra = host.ld_hazards_per_h(host.t_day)[0] + host.gvl_per_h()
+        extra = _blast_extra_death(host.k.sched, host.st.cs, host.t_day)
         # a division adds 1/2 division per cell to each daughter: the core's drift at weight 1
         s = p.antigen_noise_sd * math.sqrt(0.5)
         for b in self.cells(Blast):
