@@ -134,7 +134,7 @@ def cohort(
     params: ParamsOption = None,
     scheduler: SchedulerOption = None,
 ) -> None:
-    """Simulate a virtual trial arm: writes patients.parquet, summary.json and cohort.png.
+    """Simulate a virtual trial arm: writes patients.parquet, summary.json, cohort.png and km.png.
 
     Patient i is the same virtual patient for any --workers and in every arm that shares
     the population (common random numbers). Finished chunks are kept under OUT/chunks/,
@@ -162,7 +162,7 @@ def cohort(
 def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str | None, scheduler: str | None = None) -> None:
     from sim.cohort import run_cohort
     from sim.io import provenance, save_figure, staged_outputs, write_json, write_parquet
-    from sim.plots import cohort_figure
+    from sim.plots import cohort_figure, km_figure
 
     chunk_dir = out_dir / "chunks"
     chunk_dir.mkdir(parents=True, exist_ok=True)
@@ -174,9 +174,10 @@ def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str |
         write_parquet(staging / "patients.parquet", result.patients)
         write_json(staging / "summary.json", {**result.summary, "provenance": provenance(params)})
         save_figure(staging / "cohort.png", cohort_figure(result, f"{sc.name}: {n} virtual patients"))
+        save_figure(staging / "km.png", km_figure(result.patients, f"{sc.name}: overall and leukemia-free survival"))
     shutil.rmtree(chunk_dir, ignore_errors=True)
     _print_cohort(result.summary)
-    console.print(f"wrote {out_dir}/patients.parquet, summary.json, cohort.png")
+    console.print(f"wrote {out_dir}/patients.parquet, summary.json, cohort.png, km.png")
 
 
 def _print_cohort(summary: dict) -> None:

@@ -14,16 +14,26 @@
   for 14 days); corticosteroids at CRS >= 3 or ICANS >= 2 for 3 days (halve CAR T
   proliferation, killing and cytokine production, not macrophage activation unless
   ``macrophage_steroid_sensitivity`` > 0; raise infection hazards).
+* **Platelet transfusion**: below ``interventions.platelet_transfusion_below_1e9_per_l``
+  (10e9/L: AABB 2015, Schiffer 2018 ASCO; ``null``: never) one apheresis dose is given;
+  transfused platelets raise the count by ``dose x recovery / blood volume`` and clear
+  like the patient's own. They are kept apart, so responses read the patient's own count.
 * **Infections**: bacterial, fungal and viral events drawn each step from hazards per day
   (``sim.params``): bacterial rises as ANC falls (x fold below 1.0, 0.5, 0.1e9/L) and with
-  the days spent below 0.5; fungal rises only after ``infection_fungal_onset_days`` of
-  neutropenia; viral rises after ``infection_viral_onset_days`` from infusion; steroids and
-  prior HSCT multiply all three. Each event is fatal with a per-type probability.
+  the days spent below 0.5 (Bodey 1966); fungal rises only after
+  ``infection_fungal_onset_days`` of neutropenia (Gerson 1984); viral rises after
+  ``infection_viral_onset_days`` from infusion; lymphodepletion (``infection_ld_fold``,
+  waning with its signal), steroids and prior HSCT multiply all three. An event is fatal
+  with a per-type probability, raised for bacterial and fungal infections that meet
+  profound neutropenia (ANC < 0.1e9/L): the severity of the host's state, not a flat rate.
 * **Remission and relapse**: remission is BM blasts < 5% with no circulating blasts and
   no EMD; relapse is BM blasts >= 5% (or EMD) after remission, recorded with the share of
   marrow blasts negative for the CAR target and protected by the iCAR.
-* **Death**: CRS grade 5, a fatal infection, or a leukemic burden above
-  ``lethal_blast_burden``. The simulation stops at death.
+* **Death**: CRS grade 5, a fatal infection, a leukemic burden above
+  ``lethal_blast_burden``, or progression: marrow failure and organ infiltration at a
+  hazard ``progression_death_per_day x (leukemic cells / normal marrow cells)`` per day,
+  calibrated so that untreated r/r AML has a median OS of about 3 months (reported 1.5-4.4).
+  The simulation stops at death.
 
 The rules run compiled (:mod:`sim.core.clinic`); this module holds their Python view.
 """
@@ -74,6 +84,8 @@ class ClinicalState:
     relapse_target_negative_fraction: float | None = None
     relapse_icar_protected_fraction: float | None = None
     hsct_day: float | None = None
+    platelet_transfusions: int = 0
+    platelets_transfused_1e9_per_l: float = 0.0
     death_day: float | None = None
     death_cause: str | None = None
 
@@ -116,14 +128,17 @@ class ClinicalState:
             relapse_target_negative_fraction=opt(cc.RELAPSE_NEGATIVE),
             relapse_icar_protected_fraction=opt(cc.RELAPSE_ICAR),
             hsct_day=opt(cc.HSCT_DAY),
+            platelet_transfusions=int(cs[cc.PLT_TRANSFUSIONS]),
+            platelets_transfused_1e9_per_l=float(cs[cc.PLT_TRANSFUSED]),
             death_day=opt(cc.DEATH_DAY),
             death_cause=cc.DEATH_CAUSES[int(cs[cc.DEATH_CAUSE])] or None,
         )
 
 
-def clinic_constants(p: ParamSet, scenario, prior_hsct: bool) -> cc.ClinicConst:
-    """The compiled clinic's constants from parameters ``p`` and the scenario's intervention rules."""
+def clinic_constants(p: ParamSet, scenario, prior_hsct: bool, blood_l: float, marrow_cells: float) -> cc.ClinicConst:
+    """The compiled clinic's constants from parameters ``p``, the scenario's intervention rules and the patient's body."""
     iv = scenario.interventions
+    threshold = iv.platelet_transfusion_below_1e9_per_l
 
     def grade(g: int | None) -> int:
         return -1 if g is None else int(g)
@@ -159,7 +174,14 @@ def clinic_constants(p: ParamSet, scenario, prior_hsct: bool) -> cc.ClinicConst:
         prior_hsct_fold=p.infection_prior_hsct_fold,
         prior_hsct=bool(prior_hsct),
         fatality=infection_fatality(p),
+        fatality_fold_anc_below_0_1=p.infection_fatality_fold_anc_below_0_1,
+        ld_fold=p.infection_ld_fold,
         lethal_blast_burden=p.lethal_blast_burden,
+        progression_death_per_day=p.progression_death_per_day,
+        marrow_cells=marrow_cells,
+        transfusion_below_1e9_per_l=math.nan if threshold is None else threshold,
+        transfusion_increment_1e9_per_l=p.platelet_transfusion_dose_cells * p.platelet_transfusion_recovery / (blood_l * 1e9),
+        transfused_clearance_per_h=1.0 / p.platelet_residence_h,
         pb_blast_detect_per_ul=PB_BLAST_DETECT_PER_UL,
         emd_detect_cells=EMD_DETECT_CELLS,
     )
@@ -180,7 +202,7 @@ class Clinic:
         self.p = sim.p
         suffix = f".{replicate}" if replicate else ""
         self.rs = rs if rs is not None else new_streams(sim.scenario.seed, sim.index, suffix)
-        self.k = clinic_constants(sim.p, sim.scenario, sim.patient.prior_hsct)
+        self.k = clinic_constants(sim.p, sim.scenario, sim.patient.prior_hsct, sim.volume_l[1], sim.c_norm)
         self.cs, self.inf = cc.fresh_state()
 
     @property
@@ -197,6 +219,7 @@ class Clinic:
         r = self.readings() if readings is None else readings
         cc.nb_clinic_update(self.k, self.cs, self.inf, r, t_day, t_end, self.rs)
 
-    def hazards_per_day(self, t_day: float, anc: float) -> dict[str, float]:
-        """Infection hazards per day by type at ``t_day``."""
-        return dict(zip(INFECTION_TYPES, cc.infection_hazards_per_day(self.k, self.cs, t_day, anc), strict=True))
+    def hazards_per_day(self, t_day: float, anc: float, ld_signal: float = 0.0) -> dict[str, float]:
+        """Infection hazards per day by type at ``t_day`` (``ld_signal``: the lymphodepletion signal, 0-1)."""
+        hazards = cc.infection_hazards_per_day(self.k, self.cs, t_day, anc, ld_signal)
+        return dict(zip(INFECTION_TYPES, hazards, strict=True))

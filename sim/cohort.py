@@ -21,6 +21,7 @@ from scipy.stats import binomtest
 from sim import outcomes
 from sim.parallel import run_tasks
 from sim.scenario import Scenario
+from sim.survival import median_summary
 
 #: Daily trajectories kept per patient for cohort figures.
 TRAJECTORIES = ("car_t_blood_per_ul", "blasts_total", "anc_1e9_per_l", "il6_pg_per_ml")
@@ -88,6 +89,7 @@ def summarize_cohort(sc: Scenario, patients: pd.DataFrame) -> dict:
     for col in ("response_day28", "crs_grade", "icans_grade", "neutropenia_grade"):
         counts = patients[col].value_counts().sort_index()
         out[f"{col}_distribution"] = {str(k): wilson(int(v), n) for k, v in counts.items()}
+    out["survival"] = median_summary(patients)
     out["medians"] = {
         c: {
             "median": float(patients[c].median()),

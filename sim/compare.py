@@ -139,7 +139,7 @@ def conclusion(names: list[str], tables: dict, diffs: dict) -> str:
     base = names[0]
     t0 = tables[base]
     parts = [
-        f"On the same virtual patients, {base} gave marrow remission (CR/CRi/MLFS) in {_pct(t0['cr_cri_mlfs']['rate'])}, "
+        f"On the same virtual patients, {base} gave marrow remission (CR/CRh/CRi/MLFS) in {_pct(t0['cr_cri_mlfs']['rate'])}, "
         f"a median of {t0['median_days_anc_below_0_5']['median']:.1f} days with ANC below 0.5e9/L and grade-4 neutropenia "
         f"in {_pct(t0['neutropenia_grade4']['rate'])}."
     ]

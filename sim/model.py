@@ -28,6 +28,7 @@ from sim.core.cytokines import IL6, IL18, CytokineConst
 from sim.core.engage import EngageConst, Targeting, nb_target_activation
 from sim.core.frames import Frame
 from sim.core.hematopoiesis import N_STAGES, anc, background_cells, lineage_steady, normal_bm_cells
+from sim.core.platelets import platelet_chain
 from sim.core.random import new_state as new_streams
 from sim.core.step import STEP_PHASES, TS_COMP_COLUMNS, TS_GLOBAL_COLUMNS, Consts, PatientState, Schedule
 from sim.core.traffic import TrafficConst, traffic_rates
@@ -138,6 +139,10 @@ class Simulation:
         occupancy = blasts_bm + normal_bm
         f_init = max(space_factor(occupancy, self.c_max, p.crowding_exponent), 0.05)
         self._h_set0 = self.myeloid.w[Stage.HSPC] * self.f0 / f_init
+        self.platelet_k, self.platelets = platelet_chain(
+            p, lin.healthy[Stage.HSPC], self.myeloid.w[Stage.HSPC], self.volume_l[PB], pt.platelets_baseline_1e9_per_l,
+            blasts_bm / occupancy,
+        )  # fmt: skip
         # blasts: division from the cell cycle, death so that free-marrow net growth matches the doubling time
         self.r_b = math.log(2) / p.blast_cycle_h
         net = math.log(2) / (pt.blast_doubling_days * 24.0)
@@ -281,6 +286,7 @@ class Simulation:
                 self.car_a_stim,
                 self.tissue_a_stim,
                 self.tissue_sigma,
+                p.bystander_per_kill,
             ),
             car_t=CarTConst(
                 r_max=p.car_t_max_division_per_h,
@@ -312,6 +318,7 @@ class Simulation:
                 len(self.atlas.names),
             ),
             lineage=self.lineage,
+            platelets=self.platelet_k,
             cytokines=CytokineConst(
                 ifng_pg_per_engagement=p.ifng_pg_per_engagement,
                 k_il6_per_h=ln2 / p.il6_half_life_h,
@@ -366,6 +373,7 @@ class Simulation:
             bl=self.blasts.arrays,
             my_w=self.myeloid.w,
             my_comp=self.myeloid.comp,
+            plt=self.platelets,
             my_a_kill=self.my_a_kill,
             my_a_stim=self.my_a_stim,
             bl_a_kill=self.blasts.x[n_ag + A_KILL],
@@ -483,6 +491,10 @@ class Simulation:
         """Absolute neutrophil count in blood (1e9/L)."""
         return float(anc(self.lineage, self.st.my_w))
 
+    def platelet_count(self) -> float:
+        """The patient's own circulating platelets (1e9/L; transfused platelets not counted)."""
+        return float(self.platelets[-1] / (self.volume_l[PB] * 1e9))
+
     def traffic_rates(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-hour rates [from, to] for CAR T and blasts."""
         return traffic_rates(self.k.traffic, self.occupancy())
@@ -498,6 +510,7 @@ class Simulation:
             w[:] = draws.binomial(w.astype(np.int64), survive).astype(float)
         my = self.myeloid.w
         my[: Stage.MONOCYTE] = np.round(my[: Stage.MONOCYTE] * 0.01)
+        self.platelets[:-1] *= 0.01  # conditioning takes the megakaryocyte chain as it takes the myeloid one
         my[Stage.HSPC] = float(np.round(p.hsct_cd34_per_kg * self.patient.weight_kg))
         self.st.scal[core.H_SET] = self.lineage.healthy[Stage.HSPC]  # donor marrow
         self.st.cs[core.cc.HSCT_DAY] = self.t_day
@@ -649,6 +662,8 @@ class Recorder:
             il6_pb=comp[:, PB, 5],
             ifng_pb=comp[:, PB, 6],
             hspc=a.stages[:n, Stage.HSPC],
+            platelets=a.glob[:n, 9],
+            platelets_transfused=a.glob[:n, 10],
             killed_last={col: float(a.killed[n - 1, s]) for s, col in enumerate(STAGE_COLUMNS)},
         )
 
@@ -693,6 +708,8 @@ class Series:
     il6_pb: np.ndarray
     ifng_pb: np.ndarray
     hspc: np.ndarray
+    platelets: np.ndarray  # the patient's own (1e9/L)
+    platelets_transfused: np.ndarray  # transfused platelets still circulating (1e9/L)
     killed_last: dict
 
 

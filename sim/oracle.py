@@ -20,8 +20,9 @@ from sim.antigens import Stage
 from sim.core.car_t import EFFECTOR, MEMORY, car_t_rates, signal
 from sim.core.common import BM, EMD, N_COMP, PB, hill, space_factor
 from sim.core.cytokines import IFNG, IL6, IL18, MAC, bystander_ifng, il18_boost
-from sim.core.engage import add_tissue_engagement, competence, kill_hazard_and_stimulation
+from sim.core.engage import add_tissue_engagement, bystander_hazard, competence, kill_hazard_and_stimulation
 from sim.core.hematopoiesis import N_STAGES, anc, gcsf_fold, normal_bm_cells
+from sim.core.platelets import CIRCULATING, N_PLATELET, platelet_flows
 from sim.core.traffic import traffic_rates
 from sim.model import Simulation, stage_compartments
 
@@ -49,7 +50,8 @@ class MeanField:
         self.i_b = 12  # B[j, c]: nb * 3
         self.i_m = self.i_b + 3 * self.nb  # M[s]: 9
         self.i_c = self.i_m + N_STAGES  # cyt[c, 4]: 12
-        self.size = self.i_c + 12
+        self.i_p = self.i_c + 12  # platelet chain: N_PLATELET
+        self.size = self.i_p + N_PLATELET
 
     def initial_state(self) -> np.ndarray:
         """State at the start of the simulation (before infusion)."""
@@ -58,7 +60,8 @@ class MeanField:
         b[np.arange(self.nb), self.bl_comp0] = self.bl_w0
         y[self.i_b : self.i_m] = b.reshape(-1)
         y[self.i_m : self.i_c] = self.sim.myeloid.w[:N_STAGES]
-        y[self.i_c :] = self.sim.cyt.reshape(-1)
+        y[self.i_c : self.i_p] = self.sim.cyt.reshape(-1)
+        y[self.i_p :] = self.sim.platelets
         return y
 
     def rhs(self, t_h: float, y: np.ndarray) -> np.ndarray:
@@ -70,10 +73,11 @@ class MeanField:
         S = y[9:12]
         B = y[self.i_b : self.i_m].reshape(self.nb, N_COMP).clip(0)
         M = y[self.i_m : self.i_c].clip(0)
-        C = y[self.i_c :].reshape(N_COMP, 4)
+        C = y[self.i_c : self.i_p].reshape(N_COMP, 4)
+        P = y[self.i_p :].clip(0)
         dT, dS = dy[:9].reshape(N_COMP, 3), dy[9:12]
         dB = dy[self.i_b : self.i_m].reshape(self.nb, N_COMP)
-        dM, dC = dy[self.i_m : self.i_c], dy[self.i_c :].reshape(N_COMP, 4)
+        dM, dC = dy[self.i_m : self.i_c], dy[self.i_c : self.i_p].reshape(N_COMP, 4)
 
         # 1. engagement and killing
         act_kill = (B * self.a_kill[:, None]).sum(axis=0)
@@ -84,11 +88,13 @@ class MeanField:
         t_kill = T @ np.array([competence(k.engage, cls) for cls in range(3)])
         act_kill += T.sum(axis=1) * sim.car_a_kill  # fratricide
         act_stim += T.sum(axis=1) * sim.car_a_stim
-        hazard, sigma = np.zeros(N_COMP), np.zeros(N_COMP)
+        cells = B.sum(axis=0) + np.bincount(self.my_comp, weights=M, minlength=N_COMP)
+        hazard, sigma, bystander = np.zeros(N_COMP), np.zeros(N_COMP), np.zeros(N_COMP)
         for c in range(N_COMP):
             hazard[c], sigma[c] = kill_hazard_and_stimulation(k.engage, act_kill[c], act_stim[c], t_kill[c], sim.volume_l[c], 1.0)
+            bystander[c] = bystander_hazard(k.engage, hazard[c], act_kill[c], cells[c])
         add_tissue_engagement(k.engage, sigma)
-        dB -= hazard[None, :] * self.a_kill[:, None] * B
+        dB -= (hazard[None, :] * self.a_kill[:, None] + bystander[None, :]) * B
         dM -= hazard[self.my_comp] * sim.my_a_kill * M
         fratricide = hazard * sim.car_a_kill
 
@@ -133,6 +139,9 @@ class MeanField:
         dM[2:8] += flow[1:7]
         dM[7] -= lin.k_circ * M[7]
         dM[8] += lin.m_h * h - lin.k_mono * M[8]
+        blast_share = B[:, BM].sum() / occupancy if occupancy > 0 else 0.0
+        inflow, loss = platelet_flows(k.platelets, P, h, blast_share, ld_m, C[PB, MAC])
+        dy[self.i_p :] = inflow - loss * P
 
         # 5. cytokines
         ln2 = math.log(2)
@@ -192,7 +201,8 @@ class MeanField:
         T = Y[:9]
         B = Y[self.i_b : self.i_m]
         M = Y[self.i_m : self.i_c]
-        C = Y[self.i_c :].reshape(N_COMP, 4, -1)
+        C = Y[self.i_c : self.i_p].reshape(N_COMP, 4, -1)
+        P = Y[self.i_p :]
         df = pd.DataFrame(
             {
                 "t_days": sim.t0_day + t / 24.0,
@@ -200,6 +210,7 @@ class MeanField:
                 "blasts_total": B.sum(axis=0),
                 "anc_1e9_per_l": M[Stage.BLOOD_NEUTROPHIL] / (sim.volume_l[PB] * 1e9),
                 "il6_pb_pg_per_ml": C[PB, IL6],
+                "platelets_1e9_per_l": P[CIRCULATING] / (sim.volume_l[PB] * 1e9),
             }
         )
         return df.drop_duplicates("t_days").reset_index(drop=True)

@@ -48,10 +48,17 @@ BINARY: dict[str, Outcome] = {
     o.name: o
     for o in (
         Outcome("cr", "ELN 2022 CR at day 28 (counts recovered)", lambda d: d.response_day28 == "CR"),
-        Outcome("cr_cri", "CR or CRi at day 28", _response_in("CR", "CRi")),
-        Outcome("cr_cri_mlfs", "marrow remission at day 28: CR, CRi or MLFS", _response_in("CR", "CRi", "MLFS")),
-        Outcome("overall_response", "CR, CRi, MLFS or PR at day 28", _response_in("CR", "CRi", "MLFS", "PR")),
-        Outcome("mrd_negative_cr", "CR or CRi with marrow blasts < 0.1% at day 28", _flag("mrd_negative")),
+        Outcome("cr_crh", "ELN 2022 CR or CRh at day 28", _response_in("CR", "CRh")),
+        Outcome("cr_cri", "CR, CRh or CRi at day 28 (ELN 2022 composite)", _response_in("CR", "CRh", "CRi")),
+        Outcome("cr_cri_mlfs", "marrow remission at day 28: CR, CRh, CRi or MLFS", _response_in("CR", "CRh", "CRi", "MLFS")),
+        Outcome("overall_response", "CR, CRh, CRi, MLFS or PR at day 28", _response_in("CR", "CRh", "CRi", "MLFS", "PR")),
+        Outcome(
+            "best_cr_cri", "CR, CRh or CRi at any assessment to the horizon", lambda d: d.best_response.isin(("CR", "CRh", "CRi"))
+        ),
+        Outcome("progressive_disease", "ELN 2022 progressive disease at day 28", _response_in("PD")),
+        Outcome(
+            "mrd_negative_cr", "CR, CRh or CRi without flow MRD (below outputs.mrd_sensitivity) at day 28", _flag("mrd_negative")
+        ),
         Outcome("crs_any", "CRS of any grade", _at_least("crs_grade", 1)),
         Outcome("crs_grade_ge2", "CRS grade 2 or higher", _at_least("crs_grade", 2)),
         Outcome("crs_grade_ge3", "CRS grade 3 or higher", _at_least("crs_grade", 3)),
@@ -68,6 +75,8 @@ BINARY: dict[str, Outcome] = {
         Outcome("infection_viral_day28", "viral infection by day 28", lambda d: d.infection_viral_day28 > 0),
         Outcome("death_by_day28", "death by day 28", lambda d: d.death.astype(bool) & (d.os_days <= 28.0)),
         Outcome("death", "death within the horizon", _flag("death")),
+        Outcome("death_progression", "death from the leukemia within the horizon", lambda d: d.death_cause == "progression"),
+        Outcome("platelet_transfusion", "at least one platelet transfusion", lambda d: d.platelet_transfusions > 0),
         Outcome("relapse", "relapse within the horizon", _flag("relapse")),
         Outcome(
             "relapse_target_negative", "relapse with mostly CAR-target-negative marrow blasts", _flag("relapse_target_negative")
@@ -84,6 +93,10 @@ CONTINUOUS: dict[str, Measure] = {
         Measure("days_anc_below_0_1", "d", "days with ANC < 0.1e9/L after infusion"),
         Measure("car_t_peak_cells_per_ul_blood", "cells/uL", "peak CAR T cells in blood"),
         Measure("car_t_tmax_days", "d", "day of the CAR T peak"),
+        Measure("platelet_nadir_1e9_per_l", "1e9/L", "lowest platelet count after infusion (the patient's own)"),
+        Measure("platelets_day28_1e9_per_l", "1e9/L", "platelet count at day 28 (the patient's own)"),
+        Measure("platelet_transfusions", "units", "platelet transfusions given"),
+        Measure("mrd_level_day28", "fraction", "marrow blasts among marrow nucleated cells at day 28"),
         Measure("il6_peak_pg_per_ml", "pg/mL", "peak IL-6 in blood"),
         Measure("bm_blast_percent_day28", "%", "marrow blasts at day 28"),
         Measure("os_days", "d", "overall survival, censored at the horizon"),

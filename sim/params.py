@@ -82,6 +82,42 @@ PARAMETERS: dict[str, Param] = {
     "hspc_renewal_per_h": Param(0.004, "1/h", "assumed: progenitor recovery over weeks", "L", (0.001, 0.02)),
     "monocyte_healthy_1e9_per_l": Param(0.5, "1e9/L", "reference range 0.2-0.8e9/L", "M"),
     "monocyte_half_life_h": Param(24.0, "h", "Patel 2017 J Exp Med: classical monocytes ~1 d", "M", low=1.0),
+    # --- megakaryopoiesis and platelets (Friberg-type chain fed by HSPC) -------------
+    "platelets_healthy_1e9_per_l": Param(
+        250.0, "1e9/L", "normal 150-450e9/L (Langlois 2017 J Math Biol 75:1411); TPO set point", "H", low=1.0
+    ),
+    "platelet_residence_h": Param(
+        228.0, "h", "Harker 1977 Clin Haematol 6:671: platelets survive 9-10 d in circulation", "M", low=1.0
+    ),
+    "megakaryocyte_transit_h": Param(
+        120.0,
+        "h",
+        "assumed: megakaryocyte maturation ~5 d (no plain Friberg platelet MTT found)",
+        "L",
+        (72.0, 240.0),
+        low=1.0,
+    ),
+    "megakaryocyte_amplification": Param(
+        16.0, "fold", "assumed: divisions of megakaryocyte progenitors (as the myeloid chain)", "L", (4.0, 64.0), low=1.0
+    ),
+    "tpo_gamma": Param(0.62, "-", "Perez-Ruixo 2016 AAPS J 18: platelet feedback exponent 0.621", "M"),
+    "tpo_max_fold": Param(5.0, "fold", "assumed cap on the (PLT0/PLT)^gamma feedback", "L", (2.0, 10.0), low=1.0),
+    "platelet_consumption_per_h": Param(
+        0.03,
+        "1/h per unit macrophage activation",
+        "assumed: consumption in IEC-HS halves platelet life to ~1 d",
+        "L",
+        (0.0, 0.1),
+    ),  # fmt: skip
+    "platelet_transfusion_dose_cells": Param(3e11, "platelets", "AABB: an apheresis unit holds >= 3e11", "H", low=0.0),
+    "platelet_transfusion_recovery": Param(
+        0.4,
+        "fraction",
+        "assumed: a 1-h corrected count increment ~10,000 gives ~25e9/L per 3e11 unit",
+        "L",
+        (0.2, 0.7),
+        high=1.0,
+    ),
     "ld_myelo_kill_per_day": Param(
         0.25, "fraction/day", "assumed Flu/Cy myelosuppressive hit on cycling cells", "L", (0.05, 0.5), high=0.99
     ),
@@ -96,6 +132,14 @@ PARAMETERS: dict[str, Param] = {
     "icar_imax": Param(0.9, "fraction", "Fedorov 2013 (qualitative); prior 0.5-0.99", "L", (0.5, 0.99), high=1.0),
     "icar_k_molecules": Param(1e4, "molecules/cell", "prior 1e3-1e5 (PARAMETERS.md)", "L", (1e3, 1e5), low=1.0),
     "icar_hill_m": Param(2.0, "-", "assumed", "L", (1.0, 4.0), low=0.1),
+    "bystander_per_kill": Param(
+        0.3,
+        "cells per lethal engagement",
+        "assumed: antigen-independent bystander killing by Fas ligand and IFN-gamma (Upadhyay 2021 Cancer Immunol Res "
+        "9:1314; Textor 2014 Cancer Res 74:6796 qualitative)",
+        "L",
+        (0.0, 0.5),
+    ),  # fmt: skip
     "competence_memory": Param(0.3, "x", "assumed: memory-like cells kill less", "L", (0.1, 1.0), high=1.0),
     "competence_exhausted": Param(0.1, "x", "assumed", "L", (0.0, 0.5), high=1.0),
     # --- CAR T fate ------------------------------------------------------------------
@@ -295,8 +339,19 @@ PARAMETERS: dict[str, Param] = {
     "infection_viral_per_day": Param(0.002, "1/d", "Maron 2022: viral infections later; calibrated", "L", (5e-4, 0.01)),
     "infection_viral_onset_days": Param(14.0, "d", "Maron 2022: viral later than bacterial", "M", low=0.0),
     "infection_steroid_fold": Param(2.0, "x", "assumed", "L", (1.0, 5.0), low=1.0),
+    "infection_ld_fold": Param(
+        2.0,
+        "x",
+        "assumed: lymphodepletion (lymphopenia, mucositis) multiplies every infection hazard, waning",
+        "L",
+        (1.0, 5.0),
+        low=1.0,
+    ),  # fmt: skip
     "infection_prior_hsct_fold": Param(1.5, "x", "assumed", "L", (1.0, 3.0), low=1.0),
-    "infection_fatality_bacterial": Param(0.03, "probability", "assumed; doubled when ANC < 0.1", "L", (0.01, 0.2), high=1.0),
+    "infection_fatality_bacterial": Param(0.03, "probability", "assumed", "L", (0.01, 0.2), high=1.0),
+    "infection_fatality_fold_anc_below_0_1": Param(
+        3.0, "x", "assumed: bacterial and fungal infections are graver without neutrophils", "L", (1.0, 6.0), low=1.0
+    ),
     "infection_fatality_fungal": Param(0.3, "probability", "invasive aspergillosis mortality ~30%", "M", high=1.0),
     "infection_fatality_viral": Param(0.05, "probability", "assumed", "L", (0.01, 0.2), high=1.0),
     "lsc_fraction_of_blasts": Param(
@@ -308,6 +363,14 @@ PARAMETERS: dict[str, Param] = {
         high=0.5,
     ),  # fmt: skip
     "lethal_blast_burden": Param(2e12, "cells", "assumed: ~2 kg of leukemia", "L", (5e11, 5e12), low=1.0),
+    "progression_death_per_day": Param(
+        0.01,
+        "1/d at a burden of one normal marrow",
+        "calibrated: median OS of r/r AML without response 1.5-4.4 months (Giles 2005 Cancer 104:547; Roboz 2014 "
+        "J Clin Oncol 32:1919; Kantarjian 2018 Cancer 124:2534)",
+        "L",
+        (0.002, 0.05),
+    ),  # fmt: skip
 }
 
 #: Thresholds of the dimensionless inflammation index for CRS grades 2..5 (grade 1 is the

@@ -51,6 +51,7 @@ class VirtualPatient:
     bm_blast_fraction: float
     blast_doubling_days: float
     anc_baseline_1e9_per_l: float
+    platelets_baseline_1e9_per_l: float
     product_fitness: float
     inflammatory_reactivity: float
     has_emd: bool
@@ -104,6 +105,7 @@ def sample_patient(scenario: Scenario, index: int, atlas: Atlas | None = None) -
         bm_blast_fraction=draw(pop.bm_blast_fraction, g("blast_fraction")),
         blast_doubling_days=draw(pop.blast_doubling_days, g("doubling")),
         anc_baseline_1e9_per_l=draw(pop.anc_baseline_1e9_per_l, g("anc")),
+        platelets_baseline_1e9_per_l=draw(pop.platelets_baseline_1e9_per_l, g("platelets")),
         product_fitness=draw(pop.product_fitness, g("fitness")),
         inflammatory_reactivity=draw(pop.inflammatory_reactivity, g("reactivity")),
         has_emd=has_emd,

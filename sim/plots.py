@@ -5,6 +5,8 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
+from sim.readouts import RESPONSES
+
 
 def subplots(*args, **kwargs):
     """``(figure, axes)`` like ``pyplot.subplots``, without pyplot (no GUI backend, no global figure list)."""
@@ -86,7 +88,7 @@ def cohort_figure(result, title: str):
     ax.set_xlabel("grade")
     ax.set_ylabel("fraction of patients")
     ax = axes.flat[5]
-    resp = result.patients.response_day28.value_counts().reindex(["CR", "CRi", "MLFS", "PR", "NR"], fill_value=0)
+    resp = result.patients.response_day28.value_counts().reindex(list(RESPONSES), fill_value=0)
     ax.bar(resp.index, resp.to_numpy() / len(result.patients))
     ax.set_title("Response at day 28 (ELN 2022)")
     fig.suptitle(title)
@@ -154,4 +156,18 @@ def sobol_figure(indices, title: str):
     axes[0, 0].set_ylabel("Sobol index (95% CI)")
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def km_figure(patients, title: str):
+    """Kaplan-Meier curves of overall and leukemia-free survival with 95% bands (lifelines)."""
+    from sim.survival import ENDPOINTS, kaplan_meier
+
+    fig, ax = subplots(1, 1, figsize=(6.0, 4.0))
+    for endpoint in ENDPOINTS:
+        kaplan_meier(patients, endpoint).plot_survival_function(ax=ax, ci_show=True)
+    ax.set_xlabel("days from infusion")
+    ax.set_ylabel("probability")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_title(title, fontsize=10)
     return fig

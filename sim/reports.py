@@ -37,7 +37,7 @@ from sim.scenario import load_scenario
 ROOT = Path(__file__).resolve().parents[1]
 IL1RAP_ARMS = ("dose_0.1e6", "dose_0.5e6", "dose_1e6", "dose_5e6", "dose_10e6")
 FORECAST_RATES = (
-    ("cr_cri_mlfs", "marrow remission (CR/CRi/MLFS)"),
+    ("cr_cri_mlfs", "marrow remission (CR/CRh/CRi/MLFS)"),
     ("cr_cri", "CR + CRi"),
     ("mrd_negative_cr", "MRD-negative CR/CRi"),
     ("crs_any", "CRS any grade"),
@@ -272,7 +272,7 @@ def validation_report(records: list, n: int) -> str:
 #: Rows of the trials table: label and metric, a reported-metric key (``sim.validate.outcome``)
 #: or a cohort outcome (``sim.cohort.OUTCOMES``) for rows no study reports.
 TRIAL_ROWS = (
-    ("marrow remission CR/CRi/MLFS (reported 'CR' unless below)", "complete_remission"),
+    ("marrow remission CR/CRh/CRi/MLFS (reported 'CR' unless below)", "complete_remission"),
     ("CR (ELN 2022, counts recovered)", "cr"),
     ("CR + CRi (reported 'CR' where response or MRD is also reported)", "complete_remission:cr_cri"),
     ("MRD-negative CR/CRi (< 0.1% blasts)", "mrd_negative_complete_remission"),
@@ -283,8 +283,8 @@ TRIAL_ROWS = (
     ("CRS grade 4-5", "crs_grade:4-5"),
     *((f"ICANS grade {g}", f"icans_grade:{g}") for g in range(5)),
     ("IEC-HS", "other:iec_hs"),
-    ("neutropenia grade 3 (reported: neutropenia or thrombocytopenia)", "other:neutropenia_or_thrombocytopenia_grade_3"),
-    ("neutropenia grade 4 (reported: neutropenia or thrombocytopenia)", "other:neutropenia_or_thrombocytopenia_grade_4"),
+    ("neutropenia or thrombocytopenia, worst grade 3", "other:neutropenia_or_thrombocytopenia_grade_3"),
+    ("neutropenia or thrombocytopenia, worst grade 4", "other:neutropenia_or_thrombocytopenia_grade_4"),
     ("bacterial infection by day 28 (reported: sepsis)", "other:sepsis"),
 )
 
@@ -316,8 +316,8 @@ def trials_report(n: int, workers: int) -> str:
         "Each arm runs as a cohort of its reported size (virtual patients 0..n-1: with common random numbers these are "
         f"the first patients of the large cohort) and as a cohort of {n}. 'reported size' gives the simulated count in that "
         f"small cohort; '{n} patients' gives the simulated rate with its Wilson 95% interval (simulation error only). "
-        "'NR': not reported. Thrombocytopenia is not modelled: the reported 'neutropenia or thrombocytopenia' grades are "
-        "compared with neutropenia grades. Sepsis is compared with any bacterial infection by day 28.",
+        "'NR': not reported. The reported 'neutropenia or thrombocytopenia' grades are compared with the worse of the "
+        "two CTCAE grades (the patient's own platelets). Sepsis is compared with any bacterial infection by day 28.",
     ]
     for study in clinical_targets()["studies"]:
         for arm in study["arms"]:
@@ -440,7 +440,7 @@ def screen_report(runs: Path, out: Path) -> str:
         f"Regenerate: `cart-sim screen scenarios/sweeps/target_screen.yaml` then `python -m sim.reports screen` "
         f"(cart-sim {__version__}, {dt.date.today().isoformat()}). {sc.spec.description.strip()}",
         "",
-        "| rank | design | CR/CRi/MLFS | mean days ANC < 0.5 | mean HSPC loss | CRS >= 3 | TI (95% CI) "
+        "| rank | design | CR/CRh/CRi/MLFS | mean days ANC < 0.5 | mean HSPC loss | CRS >= 3 | TI (95% CI) "
         "| on HSPC / segmented neutrophils (atlas) |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -139,6 +139,8 @@ class Patient(_Strict):
     bm_blast_fraction: Dist = Dist(dist="uniform", low=0.1, high=0.7)
     blast_doubling_days: Dist = Dist(dist="lognormal", median=14, sd_log=0.4, low=5, high=60)
     anc_baseline_1e9_per_l: Dist = Dist(dist="lognormal", median=1.0, sd_log=0.8, low=0.05, high=10)
+    # Stahl 2018 Blood Adv 2:923: r/r AML before salvage, median 40e9/L (range 0.6-810)
+    platelets_baseline_1e9_per_l: Dist = Dist(dist="lognormal", median=40, sd_log=1.0, low=1, high=800)
     product_fitness: Dist = Dist(dist="lognormal", median=1.0, sd_log=0.5, low=0.05, high=20)
     # assumed: patient-level variability of the myeloid inflammatory response (Hay 2017: baseline
     # inflammation and endothelial activation predict severe CRS); multiplies macrophage activation
@@ -158,7 +160,14 @@ class Patient(_Strict):
     def _blasts(cls, d: Dist) -> Dist:
         return _dist_in(d, 0.0, 0.99, "a fraction")
 
-    @field_validator("blast_doubling_days", "anc_baseline_1e9_per_l", "product_fitness", "inflammatory_reactivity", "emd_blasts")
+    @field_validator(
+        "blast_doubling_days",
+        "anc_baseline_1e9_per_l",
+        "platelets_baseline_1e9_per_l",
+        "product_fitness",
+        "inflammatory_reactivity",
+        "emd_blasts",
+    )
     @classmethod
     def _positive(cls, d: Dist) -> Dist:
         return _dist_in(d, 0.0, math.inf, "a value", strict_low=True)
@@ -267,11 +276,14 @@ class Lymphodepletion(_Strict):
 
 
 class Interventions(_Strict):
-    """Rule-based interventions: tocilizumab, corticosteroids, consolidating allo-HSCT."""
+    """Rule-based interventions: tocilizumab, corticosteroids, platelet transfusion, consolidating allo-HSCT."""
 
     tocilizumab_at_crs_grade: int | None = Field(2, ge=1, le=4)
     steroids_at_crs_grade: int | None = Field(3, ge=1, le=4)
     steroids_at_icans_grade: int | None = Field(2, ge=1, le=4)
+    platelet_transfusion_below_1e9_per_l: float | None = Field(
+        10.0, ge=0, le=1000, description="prophylactic platelet transfusion below this count (Schiffer 2018 ASCO: 10)"
+    )
     consolidation_hsct_day: float | None = Field(None, gt=0, description="allo-HSCT on this day if in remission")
     rescue_hsct_day: float | None = Field(
         None, gt=0, description="allo-HSCT on this day whatever the response (e.g. after a CD45 CAR)"
@@ -315,6 +327,12 @@ class Outputs(_Strict):
     """What a run records."""
 
     record_every_hours: float = Field(1.0, gt=0)
+    mrd_sensitivity: float = Field(
+        1e-3,
+        gt=0,
+        lt=1,
+        description="flow MRD detection limit among marrow nucleated cells (ELN 2021: 1e-3; 1e-4 with more events)",
+    )
 
 
 class TrialArm(_Strict):

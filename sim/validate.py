@@ -10,7 +10,7 @@ and a verdict: ``agrees`` when the reported count lies inside the interval.
 
 Metric rules (reported field -> per-patient outcome):
 
-* ``complete_remission``: marrow remission at day 28 (CR, CRi or MLFS: BM blasts < 5%, no
+* ``complete_remission``: marrow remission at day 28 (CR, CRh, CRi or MLFS: BM blasts < 5%, no
   circulating blasts, no EMD). The abstracts report "CR" without the count recovery that
   ELN separates into CR / CRi / MLFS, and after CLL1 or CD33 CAR T most remissions are still
   aplastic at day 28; the stricter CR + CRi rate is in every cohort summary;
@@ -18,12 +18,12 @@ Metric rules (reported field -> per-patient outcome):
   response or an MRD-negative CR. The abstract then counts responders who are not in CR apart,
   so its "CR" cannot take in every marrow remission, and the MRD-negative CR (CR/CRi, below)
   must be a part of it;
-* ``mrd_negative_complete_remission``: CR/CRi with BM blasts < 0.1%;
-* ``overall_response``: CR, CRi, MLFS or PR;
+* ``mrd_negative_complete_remission``: CR/CRh/CRi with flow MRD below the scenario's sensitivity;
+* ``overall_response``: CR, CRh, CRi, MLFS or PR;
 * ``crs_grade`` / ``icans_grade`` keys ``"g"`` or ``"a-b"``: highest grade within the range;
 * ``other.iec_hs``: IEC-HS;
-* ``other.neutropenia_or_thrombocytopenia_grade_3`` / ``_4``: neutropenia of exactly that
-  CTCAE grade (platelets are not modelled);
+* ``other.neutropenia_or_thrombocytopenia_grade_3`` / ``_4``: the worse of the CTCAE
+  neutropenia and thrombocytopenia grades is exactly that grade;
 * ``other.sepsis``: a bacterial infection by day 28.
 
 Reported fields with no model counterpart (liver damage, dose-limiting toxicity) are
@@ -78,7 +78,8 @@ def outcome(metric: str, patients: pd.DataFrame) -> pd.Series | None:
         lo, hi = grade_range(key)
         return patients[family].between(lo, hi)
     if family == "other" and key.startswith("neutropenia_or_thrombocytopenia_grade_"):
-        return patients.neutropenia_grade == int(key.rsplit("_", 1)[1])
+        worse = patients[["neutropenia_grade", "thrombocytopenia_grade"]].max(axis=1)
+        return worse == int(key.rsplit("_", 1)[1])
     return None
 
 

@@ -17,7 +17,7 @@ from tests.conftest import scenario
 
 def readings(il6: float = 0.0, ifng: float = 0.0, anc: float = 3.0, engaged_car_t_per_ul: float = 0.0) -> Readings:
     """What the clinic reads: blood cytokines, ANC, engaged CAR T cells; a marrow of 50% blasts (no remission)."""
-    return Readings(il6, ifng, engaged_car_t_per_ul, anc, 50.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    return Readings(il6, ifng, engaged_car_t_per_ul, anc, 50.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 150.0, 0.0)
 
 
 def clinic(*sets: str, **overrides):
@@ -97,7 +97,7 @@ def test_infection_and_survival_summaries():
     s = infection_summary(inf, 60.0)
     assert s["infection_bacterial_day28"] == 1 and s["infection_fungal_day28"] == 1 and s["infection_viral_day28"] == 0
     assert s["infection_viral_total"] == 1 and s["infection_first_day"] == 3.0
-    state = ClinicalState(remission_day=10.0, relapse_day=100.0, death_day=200.0, death_cause="leukemia")
+    state = ClinicalState(remission_day=10.0, relapse_day=100.0, death_day=200.0, death_cause="progression")
     v = survival(state, 365.0)
     assert v["lfs_days"] == 100.0 and v["os_days"] == 200.0 and v["lfs_event"] and v["death"]
     censored = survival(ClinicalState(remission_day=10.0), 365.0)
@@ -136,7 +136,7 @@ def test_infection_draws_follow_the_hazard():
     replicates = 20_000
     observed = _infected_by_day(c.k, readings(anc=3.0), 28, replicates, new_state(3, 0))
     for kind in range(3):
-        h = sum(cc.infection_hazards_per_day(c.k, c.cs, step / 24.0, 3.0)[kind] for step in range(28 * 24)) / 24.0
+        h = sum(cc.infection_hazards_per_day(c.k, c.cs, step / 24.0, 3.0, 0.0)[kind] for step in range(28 * 24)) / 24.0
         expected = -math.expm1(-h)
         se = math.sqrt(expected * (1 - expected) / replicates)
         assert abs(observed[kind] - expected) < 4 * se, (kind, observed[kind], expected)

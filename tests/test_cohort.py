@@ -55,9 +55,11 @@ def test_cohort_cli_writes_outputs_and_summary(tmp_path):
     args += ["--set", "horizon_days=5", "--set", "resolution.car_t_agents=100", "--set", "resolution.blast_agents=100"]
     r = subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["cohort.png", "patients.parquet", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["cohort.png", "km.png", "patients.parquet", "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_patients"] == 4
+    for endpoint in ("os", "lfs"):  # Kaplan-Meier medians with 95% intervals (lifelines)
+        assert set(summary["survival"][endpoint]) == {"median_days", "ci95", "events", "n"}
     assert {"cr", "cr_cri", "mrd_negative_cr", "crs_grade_ge3", "icans_any", "iec_hs", "neutropenia_grade4"} <= set(
         summary["rates"]
     )

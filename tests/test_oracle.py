@@ -48,7 +48,15 @@ def agent_mean(sc, replicates: int):
         g = ts.groupby("t_days")
         car = g.car_t_memory.sum() + g.car_t_effector.sum() + g.car_t_exhausted.sum()
         pb = ts[ts.compartment == "pb"].set_index("t_days")
-        rows.append(np.c_[car.to_numpy(), g.blasts.sum().to_numpy(), pb.anc_1e9_per_l.to_numpy(), pb.il6_pg_per_ml.to_numpy()])
+        rows.append(
+            np.c_[
+                car.to_numpy(),
+                g.blasts.sum().to_numpy(),
+                pb.anc_1e9_per_l.to_numpy(),
+                pb.il6_pg_per_ml.to_numpy(),
+                pb.platelets_1e9_per_l.to_numpy(),
+            ]
+        )
     return np.array(sorted(ts.t_days.unique())), np.mean(rows, axis=0)
 
 
@@ -59,7 +67,7 @@ def log_errors(sc, replicates=4):
     for d in CHECK_DAYS:
         a = agents[np.argmin(abs(t - d))]
         o = ode.iloc[int(np.argmin(abs(ode.t_days.to_numpy() - d)))]
-        pairs = [(a[0], o.car_t_total), (a[1], o.blasts_total), (a[3], o.il6_pb_pg_per_ml)]
+        pairs = [(a[0], o.car_t_total), (a[1], o.blasts_total), (a[3], o.il6_pb_pg_per_ml), (a[4], o.platelets_1e9_per_l)]
         if o.anc_1e9_per_l >= 0.05:
             pairs.append((a[2], o.anc_1e9_per_l))
         errs += [abs(np.log10(x / y)) for x, y in pairs]
@@ -75,7 +83,14 @@ def test_agent_mean_matches_ode_oracle_and_converges_in_dt():
     assert np.mean(e_half) < np.mean(e1), (np.mean(e_half), np.mean(e1))
 
 
-DRAWN = ("car_t_max_division_per_h", "kill_per_activation", "aicd_per_engagement", "stim_half_sat_per_h", "il6_max_pg_per_ml")
+DRAWN = (
+    "car_t_max_division_per_h",
+    "kill_per_activation",
+    "aicd_per_engagement",
+    "stim_half_sat_per_h",
+    "il6_max_pg_per_ml",
+    "bystander_per_kill",
+)
 
 
 @pytest.mark.slow

@@ -18,13 +18,14 @@ def test_days_below_counts_the_hourly_grid():
 
 
 def test_eln_response_categories():
-    assert response(2.0, 40.0, 0.0, 0.0, 1.5) == "CR"
-    assert response(2.0, 40.0, 0.0, 0.0, 0.7) == "CRi"
-    assert response(2.0, 40.0, 0.0, 0.0, 0.05) == "MLFS"
-    assert response(2.0, 40.0, 50.0, 0.0, 1.5) == "NR"  # circulating blasts
-    assert response(2.0, 40.0, 0.0, 1e10, 1.5) == "NR"  # extramedullary disease
-    assert response(15.0, 40.0, 0.0, 0.0, 1.5) == "PR"
-    assert response(15.0, 20.0, 0.0, 0.0, 1.5) == "NR"  # fell by less than half
+    assert response(2.0, 40.0, 0.0, 0.0, 1.5, 150.0) == "CR"
+    assert response(2.0, 40.0, 0.0, 0.0, 0.7, 60.0) == "CRh"
+    assert response(2.0, 40.0, 0.0, 0.0, 0.3, 150.0) == "CRi"
+    assert response(2.0, 40.0, 0.0, 0.0, 0.05, 20.0) == "MLFS"
+    assert response(2.0, 40.0, 50.0, 0.0, 1.5, 150.0) == "NR"  # circulating blasts
+    assert response(2.0, 40.0, 0.0, 1e10, 1.5, 150.0, baseline_emd_cells=1e10) == "NR"  # extramedullary disease
+    assert response(15.0, 40.0, 0.0, 0.0, 1.5, 150.0) == "PR"
+    assert response(15.0, 20.0, 0.0, 0.0, 1.5, 150.0) == "NR"  # fell by less than half
 
 
 def test_longest_run():

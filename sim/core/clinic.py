@@ -35,15 +35,20 @@ from sim.core.random import S_INFECTION, uniform
     DEATH_DAY,
     DEATH_CAUSE,
     N_INFECTIONS,
-) = range(18)
-N_SLOTS = 18
+    PLT_TRANSFUSED,
+    PLT_TRANSFUSIONS,
+) = range(20)
+N_SLOTS = 20
 #: Infection events kept per patient (later ones are counted but not stored).
 MAX_INFECTIONS = 256
 
 INFECTION_TYPES = ("bacterial", "fungal", "viral")
-#: Death causes by code (0: alive).
-DEATH_CAUSES = ("", "CRS", "leukemia", "infection (bacterial)", "infection (fungal)", "infection (viral)")
-CAUSE_CRS, CAUSE_LEUKEMIA, CAUSE_INFECTION = 1, 2, 3
+#: Death causes by code (0: alive); infection codes follow ``INFECTION_TYPES``.
+DEATH_CAUSES = (
+    "", "CRS", "progression", "infection (bacterial)", "infection (fungal)", "infection (viral)", "ICANS", "IEC-HS",
+    "GVHD", "other",
+)  # fmt: skip
+CAUSE_CRS, CAUSE_PROGRESSION, CAUSE_INFECTION = 1, 2, 3
 
 
 class ClinicConst(NamedTuple):
@@ -79,7 +84,14 @@ class ClinicConst(NamedTuple):
     prior_hsct_fold: float
     prior_hsct: bool
     fatality: tuple  # per infection type
+    fatality_fold_anc_below_0_1: float  # severity: bacterial and fungal infections in profound neutropenia
+    ld_fold: float  # infection hazards while the lymphodepletion signal is 1
     lethal_blast_burden: float
+    progression_death_per_day: float  # at a leukemic burden of one normal marrow
+    marrow_cells: float  # the patient's normal marrow cellularity
+    transfusion_below_1e9_per_l: float  # platelet count that triggers a transfusion (NaN: never)
+    transfusion_increment_1e9_per_l: float
+    transfused_clearance_per_h: float
     pb_blast_detect_per_ul: float
     emd_detect_cells: float
 
@@ -98,13 +110,18 @@ class Readings(NamedTuple):
     bm_blasts: float
     bm_target_negative: float
     bm_icar_protected: float
+    platelets_1e9_per_l: float  # the patient's own (without transfused platelets)
+    ld_signal: float  # 1 during lymphodepletion, decaying after
 
 
 @njit(cache=True)
 def fresh_state():
     """A fresh clinical state vector (no value is None but the dates) and infection table."""
     cs = np.full(N_SLOTS, np.nan)
-    for slot in (INFLAMMATION, NEURO, CRS_NOW, ICANS_NOW, CRS5_HOURS, TOCI_GIVEN, STEROIDS_GIVEN, NEUTROPENIC_DAYS):
+    for slot in (
+        INFLAMMATION, NEURO, CRS_NOW, ICANS_NOW, CRS5_HOURS, TOCI_GIVEN, STEROIDS_GIVEN, NEUTROPENIC_DAYS, PLT_TRANSFUSED,
+        PLT_TRANSFUSIONS,
+    ):  # fmt: skip
         cs[slot] = 0.0
     cs[TOCI_UNTIL] = -np.inf
     cs[STEROID_UNTIL] = -np.inf
@@ -167,7 +184,31 @@ def apply_interventions(k, cs, t_end):
 
 
 @njit(cache=True)
-def infection_hazards_per_day(k, cs, t_day, anc):
+def transfuse_platelets(k, cs, r, dt_h):
+    """Transfused platelets clear like the patient's own; a count below the threshold gets one adult dose."""
+    cs[PLT_TRANSFUSED] *= math.exp(-k.transfused_clearance_per_h * dt_h)
+    if r.platelets_1e9_per_l + cs[PLT_TRANSFUSED] < k.transfusion_below_1e9_per_l:
+        cs[PLT_TRANSFUSED] += k.transfusion_increment_1e9_per_l
+        cs[PLT_TRANSFUSIONS] += 1.0
+
+
+@njit(cache=True)
+def progression_hazard_per_day(k, r):
+    """Death from the leukemia (marrow failure, organ infiltration) per day, in proportion to its burden."""
+    return k.progression_death_per_day * r.total_blasts / k.marrow_cells
+
+
+@njit(cache=True)
+def infection_fatality(k, kind, anc):
+    """Probability that an infection of type ``kind`` is fatal: bacterial and fungal ones are graver without neutrophils."""
+    f = k.fatality[kind]
+    if kind < 2 and anc < 0.1:
+        f *= k.fatality_fold_anc_below_0_1
+    return min(f, 1.0)
+
+
+@njit(cache=True)
+def infection_hazards_per_day(k, cs, t_day, anc, ld_signal):
     """Bacterial, fungal and viral hazards per day (see :mod:`sim.clinical`)."""
     fold = 1.0
     if anc < 1.0:
@@ -180,21 +221,23 @@ def infection_hazards_per_day(k, cs, t_day, anc):
     bacterial = k.bacterial_per_day * fold * (1.0 + days / k.duration_days)
     fungal = k.fungal_per_day * (1.0 + k.fungal_ramp * max(0.0, days - k.fungal_onset_days) / 10.0)
     viral = k.viral_per_day * (1.0 + 3.0 * min(1.0, max(0.0, t_day / k.viral_onset_days)))
-    mult = k.steroid_fold if steroids_active(cs, t_day) else 1.0
+    mult = 1.0 + (k.ld_fold - 1.0) * ld_signal
+    if steroids_active(cs, t_day):
+        mult *= k.steroid_fold
     if k.prior_hsct or not math.isnan(cs[HSCT_DAY]):
         mult *= k.prior_hsct_fold
     return bacterial * mult, fungal * mult, viral * mult
 
 
 @njit(cache=True)
-def draw_infections(k, cs, inf, t_day, dt_h, anc, rs):
+def draw_infections(k, cs, inf, t_day, dt_h, r, rs):
     """Draw this step's infections; a fatal one ends the course."""
+    anc = r.anc_1e9_per_l
     cs[NEUTROPENIC_DAYS] = cs[NEUTROPENIC_DAYS] + dt_h / 24.0 if anc < 0.5 else 0.0
-    hazards = infection_hazards_per_day(k, cs, t_day, anc)
+    hazards = infection_hazards_per_day(k, cs, t_day, anc, r.ld_signal)
     for kind in range(3):
         if uniform(rs, S_INFECTION) < -math.expm1(-hazards[kind] * dt_h / 24.0):
-            cf = k.fatality[kind] * (3.0 if kind == 0 and anc < 0.1 else 1.0)
-            fatal = uniform(rs, S_INFECTION) < min(cf, 1.0)
+            fatal = uniform(rs, S_INFECTION) < infection_fatality(k, kind, anc)
             i = int(cs[N_INFECTIONS])
             if i < inf.shape[0]:
                 inf[i, 0] = round(t_day * 1e4) / 1e4
@@ -233,11 +276,14 @@ def nb_clinic_update(k, cs, inf, r, t_day, t_end, rs):
     dt_h = (t_end - t_day) * 24.0
     update_grades(k, cs, r, t_day, dt_h)
     apply_interventions(k, cs, t_end)
+    transfuse_platelets(k, cs, r, dt_h)
     if t_day >= 0.0:
-        draw_infections(k, cs, inf, t_day, dt_h, r.anc_1e9_per_l, rs)
+        draw_infections(k, cs, inf, t_day, dt_h, r, rs)
         remission_and_relapse(k, cs, r, t_end)
     if math.isnan(cs[DEATH_DAY]):
         if cs[CRS_NOW] == 5:
             cs[DEATH_DAY], cs[DEATH_CAUSE] = t_end, CAUSE_CRS
         elif r.total_blasts >= k.lethal_blast_burden:
-            cs[DEATH_DAY], cs[DEATH_CAUSE] = t_end, CAUSE_LEUKEMIA
+            cs[DEATH_DAY], cs[DEATH_CAUSE] = t_end, CAUSE_PROGRESSION
+        elif t_day >= 0.0 and uniform(rs, S_INFECTION) < -math.expm1(-progression_hazard_per_day(k, r) * dt_h / 24.0):
+            cs[DEATH_DAY], cs[DEATH_CAUSE] = t_end, CAUSE_PROGRESSION

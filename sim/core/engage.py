@@ -6,7 +6,10 @@ cell is picked in proportion to abundance and activates it with probability
 with the hazard its share of the engagements gives. Normal myeloid stages are targets
 under the same rule (on-target, off-tumor), and so are CAR T cells that carry a target
 antigen the product was not edited to lack (fratricide). Engagements strong enough for cytokine
-release (a higher density threshold) stimulate the T cells.
+release (a higher density threshold) stimulate the T cells. Each lethal engagement also kills
+``bystander_per_kill`` cells around it whatever their antigens (Fas ligand and cytokines):
+the kills spread over the compartment's blasts and myeloid cells, and only blasts die of
+them (assumed: resting normal progenitors carry little Fas) (:func:`bystander_hazard`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class EngageConst(NamedTuple):
     car_a_stim: float
     tissue_a_stim: float  # cytokine-level activation by the target on normal tissue (endothelium)
     tissue_sigma_per_h: float  # engagements per CAR T cell per hour with that tissue
+    bystander_per_kill: float  # antigen-independent deaths per lethal engagement
 
 
 @njit(cache=True)
@@ -100,6 +104,18 @@ def kill_hazard_and_stimulation(k, act_kill, act_stim, t_kill, volume_l, damp):
 
 
 @njit(cache=True)
+def bystander_hazard(k, hazard, act_kill, cells):
+    """Antigen-independent hazard on each blast of a compartment holding ``cells`` blasts and myeloid cells.
+
+    ``hazard * act_kill`` is the compartment's lethal engagements per hour; each kills
+    ``bystander_per_kill`` neighbours picked among its cells.
+    """
+    if cells <= 0.0:
+        return 0.0
+    return k.bystander_per_kill * hazard * act_kill / cells
+
+
+@njit(cache=True)
 def nb_engage_targets(dt, k, st, damp, rs):
     """Kill targets and set per-compartment T-cell stimulation of state ``st``.
 
@@ -112,24 +128,29 @@ def nb_engage_targets(dt, k, st, damp, rs):
     n_car, n_bl = st.car.n[0], st.bl.n[0]
     act_kill = np.zeros(N_COMP)
     act_stim = np.zeros(N_COMP)
+    cells = np.zeros(N_COMP)
     for j in range(n_bl):
         act_kill[bl.comp[j]] += bl.w[j] * st.bl_a_kill[j]
         act_stim[bl.comp[j]] += bl.w[j] * st.bl_a_stim[j]
+        cells[bl.comp[j]] += bl.w[j]
     for s in range(st.my_w.shape[0]):
         act_kill[st.my_comp[s]] += st.my_w[s] * st.my_a_kill[s]
         act_stim[st.my_comp[s]] += st.my_w[s] * st.my_a_stim[s]
+        cells[st.my_comp[s]] += st.my_w[s]
     t_kill = np.zeros(N_COMP)
     for i in range(n_car):
         t_kill[car.comp[i]] += car.w[i] * competence(k, car.cls[i])
         act_kill[car.comp[i]] += car.w[i] * k.car_a_kill  # fratricide: CAR T cells carrying the target
         act_stim[car.comp[i]] += car.w[i] * k.car_a_stim
     hazard = np.zeros(N_COMP)
+    bystander = np.zeros(N_COMP)
     for c in range(N_COMP):
         st.t_engaged[c] = t_kill[c]
         st.kills_blast[c] = 0.0
         hazard[c], st.sigma[c] = kill_hazard_and_stimulation(k, act_kill[c], act_stim[c], t_kill[c], st.volume_l[c], damp)
+        bystander[c] = bystander_hazard(k, hazard[c], act_kill[c], cells[c])
     for j in range(n_bl):
-        h = hazard[bl.comp[j]] * st.bl_a_kill[j]
+        h = hazard[bl.comp[j]] * st.bl_a_kill[j] + bystander[bl.comp[j]]
         if h > 0.0:
             killed = binomial(rs, S_ENGAGE, bl.w[j], prob(h, dt))
             bl.w[j] -= killed

@@ -7,7 +7,8 @@
  1    engage           CAR T meet targets; activation kills (``nb_engage_targets``)
  2    car_t            division, death, phenotype, exhaustion (``nb_update_car_t``)
  3    blasts           division in marrow space, death, drift (``nb_grow_blasts``)
- 4    hematopoiesis    HSPC, transit, release, G-CSF feedback (``nb_step_hematopoiesis``)
+ 4    hematopoiesis    HSPC, transit, release, G-CSF feedback (``nb_step_hematopoiesis``);
+                      megakaryocytes and platelets, TPO feedback (``nb_step_platelets``)
  5    cytokines        IL-6, IFN-gamma, IL-18, macrophages (``nb_update_cytokines``)
  6    traffic          marrow <-> blood <-> EMD (``nb_traffic_cells``)
  7    observe          totals, clinical state, interventions, record (``nb_clinic_update``)
@@ -38,8 +39,9 @@ from sim.core.common import BM, EMD, N_COMP, PB, space_factor
 from sim.core.cytokines import IFNG, IL6, IL18, MAC, CytokineConst, nb_il18_boost, nb_update_cytokines
 from sim.core.engage import EngageConst, Targeting, nb_engage_targets, nb_refresh_activation
 from sim.core.frames import Agents
-from sim.core.hematopoiesis import MONOCYTE, LineageConst, anc, nb_step_hematopoiesis, normal_bm_cells
+from sim.core.hematopoiesis import HSPC, MONOCYTE, LineageConst, anc, nb_step_hematopoiesis, normal_bm_cells
 from sim.core.observe import nb_observe_agents
+from sim.core.platelets import PlateletConst, nb_step_platelets, platelet_count
 from sim.core.resample import nb_resample_agents
 from sim.core.traffic import TrafficConst, nb_traffic_cells, traffic_rates
 
@@ -76,6 +78,8 @@ TS_GLOBAL_COLUMNS = (
     "icans_grade_now",
     "tocilizumab",
     "steroids",
+    "platelets_1e9_per_l",
+    "platelets_transfused_1e9_per_l",
 )
 
 
@@ -111,6 +115,7 @@ class Consts(NamedTuple):
     car_t: CarTConst
     blasts: BlastConst
     lineage: LineageConst
+    platelets: PlateletConst
     cytokines: CytokineConst
     traffic: TrafficConst
     clinic: cc.ClinicConst
@@ -123,6 +128,7 @@ class PatientState(NamedTuple):
     bl: Agents
     my_w: np.ndarray  # cells per lineage class
     my_comp: np.ndarray
+    plt: np.ndarray  # platelet chain (sim.core.platelets), platelet-equivalents
     my_a_kill: np.ndarray  # activation of each lineage class (constant densities)
     my_a_stim: np.ndarray
     bl_a_kill: np.ndarray  # activation of each blast agent (a row of ``bl.x``)
@@ -215,6 +221,12 @@ def bm_blast_percent(k, st):
 
 
 @njit(cache=True)
+def marrow_blast_share(k, st):
+    """Marrow blasts (last observation) as a share of marrow nucleated cells."""
+    return bm_blast_percent(k, st) / 100.0
+
+
+@njit(cache=True)
 def read_patient(k, st):
     """What the clinic reads off the patient (from the last observation)."""
     blood_ul = st.volume_l[PB] * 1e6
@@ -231,6 +243,8 @@ def read_patient(k, st):
         st.bl_obs[BM, 0],
         st.bl_obs[BM, 1],
         st.bl_obs[BM, 2],
+        platelet_count(k.platelets, st.plt),
+        ld_signal(k.sched, t_day_of(k, st)),
     )
 
 
@@ -273,11 +287,13 @@ def phase_blasts(k, st, rs, rec):
 
 @njit(cache=True)
 def phase_hematopoiesis(k, st, rs, rec):
-    """4: normal hematopoiesis."""
+    """4: normal hematopoiesis: the myeloid lineage, then the platelets its HSPC feed."""
     t = t_day_of(k, st)
     bk = k.blasts
     ratio = space_factor(marrow_occupancy(k, st), bk.c_max, bk.crowding_exponent) / k.lineage.f0
-    nb_step_hematopoiesis(k.sched.dt_h, k.lineage, st.my_w, ratio, st.scal[H_SET], ld_hazards(k.sched, t)[1], rs)
+    ld = ld_hazards(k.sched, t)[1]
+    nb_step_hematopoiesis(k.sched.dt_h, k.lineage, st.my_w, ratio, st.scal[H_SET], ld, rs)
+    nb_step_platelets(k.sched.dt_h, k.platelets, st.plt, st.my_w[HSPC], marrow_blast_share(k, st), ld, st.cyt[PB, MAC])
 
 
 @njit(cache=True)
@@ -390,6 +406,8 @@ def record(k, st, rec, t_day):
     g[6] = cs[cc.ICANS_NOW]
     g[7] = 1.0 if t_day < cs[cc.TOCI_UNTIL] else 0.0
     g[8] = 1.0 if cc.steroids_active(cs, t_day) else 0.0
+    g[9] = platelet_count(k.platelets, st.plt)
+    g[10] = cs[cc.PLT_TRANSFUSED]
     rec.n[0] = i + 1
 
 

@@ -34,9 +34,10 @@ import numpy as np
 from sim.antigens import Stage
 from sim.core.car_t import EFFECTOR, EXHAUSTED, MEMORY, car_t_rates, signal
 from sim.core.common import BM, EMD, N_COMP, PB, activation, growth_prob, hill, prob, relax, space_factor
-from sim.core.cytokines import nb_il18_boost
-from sim.core.engage import add_tissue_engagement, competence, kill_hazard_and_stimulation
+from sim.core.cytokines import MAC, nb_il18_boost
+from sim.core.engage import add_tissue_engagement, bystander_hazard, competence, kill_hazard_and_stimulation
 from sim.core.hematopoiesis import N_STAGES, gcsf_fold, mitotic_transit
+from sim.core.platelets import nb_step_platelets
 from sim.core.step import blast_extra_death
 from sim.model import STEP_PHASES, Simulation, stage_compartments
 from sim.scenario import Scenario
@@ -45,12 +46,14 @@ from sim.scenario import Scenario
 _activation = activation.py_func
 _car_t_rates = car_t_rates.py_func
 _kill_hazard_and_stimulation = kill_hazard_and_stimulation.py_func
+_bystander_hazard = bystander_hazard.py_func
 _competence = competence.py_func
 _blast_extra_death = blast_extra_death.py_func
 _add_tissue_engagement = add_tissue_engagement.py_func
 _signal = signal.py_func
 _gcsf_fold = gcsf_fold.py_func
 _mitotic_transit = mitotic_transit.py_func
+_step_platelets = nb_step_platelets.py_func
 _growth_prob = growth_prob.py_func
 _hill = hill.py_func
 _prob = prob.py_func
@@ -192,25 +195,28 @@ class ReferenceModel(mesa.Model):
     def _phase_engage(self) -> None:
         host, dt = self.host, self.dt
         blasts, myeloid, car_t = self.cells(Blast), self.cells(MyeloidCell), self.cells(CarTCell)
-        act_kill, act_stim, t_kill = [0.0] * N_COMP, [0.0] * N_COMP, [0.0] * N_COMP
+        act_kill, act_stim, t_kill, cells = [0.0] * N_COMP, [0.0] * N_COMP, [0.0] * N_COMP, [0.0] * N_COMP
         for b in blasts:
             act_kill[b.comp] += b.a_kill
             act_stim[b.comp] += b.a_stim
+            cells[b.comp] += 1.0
         for s in range(N_STAGES):
             act_kill[STAGE_COMP[s]] += self.stage_count[s] * host.my_a_kill[s]
             act_stim[STAGE_COMP[s]] += self.stage_count[s] * host.my_a_stim[s]
+            cells[STAGE_COMP[s]] += self.stage_count[s]
         for t in car_t:
             t_kill[t.comp] += _competence(host.k.engage, t.phenotype)
             act_kill[t.comp] += host.car_a_kill  # fratricide
             act_stim[t.comp] += host.car_a_stim
-        hazard = [0.0] * N_COMP
+        hazard, bystander = [0.0] * N_COMP, [0.0] * N_COMP
         for c in range(N_COMP):
             host.t_engaged[c], host.sigma[c], host.kills_blast[c] = t_kill[c], 0.0, 0.0
             hazard[c], host.sigma[c] = _kill_hazard_and_stimulation(
                 host.k.engage, act_kill[c], act_stim[c], t_kill[c], host.volume_l[c], host.damp
             )
+            bystander[c] = _bystander_hazard(host.k.engage, hazard[c], act_kill[c], cells[c])
         for b in blasts:
-            if self._bernoulli(_prob(hazard[b.comp] * b.a_kill, dt)):
+            if self._bernoulli(_prob(hazard[b.comp] * b.a_kill + bystander[b.comp], dt)):
                 host.kills_blast[b.comp] += 1.0
                 b.remove()
         survivors = []
@@ -319,6 +325,16 @@ class ReferenceModel(mesa.Model):
                 MyeloidCell(self, Stage.MYELOBLAST)
             for _ in range(self.rng.poisson(lin.m_h * h * dt)):
                 MyeloidCell(self, Stage.MONOCYTE)
+        # platelets are a field, not cells: the core's chain, fed by this model's HSPC
+        _step_platelets(
+            dt,
+            host.k.platelets,
+            host.platelets,
+            float(self.stage_count[Stage.HSPC]),
+            host.bm_blast_percent() / 100.0,
+            ld,
+            host.cyt[PB, MAC],
+        )
 
     def _phase_cytokines(self) -> None:
         self.host._phase_cytokines()  # a field, not cells: reads the CAR T counts of the last observe, as the core does
