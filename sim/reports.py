@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 IL1RAP_ARMS = ("dose_0.1e6", "dose_0.5e6", "dose_1e6", "dose_5e6", "dose_10e6")
 FORECAST_RATES = (
     ("cr_cri_mlfs", "marrow remission (CR/CRh/CRi/MLFS)"),
-    ("cr_cri", "CR + CRi"),
-    ("mrd_negative_cr", "MRD-negative CR/CRi"),
+    ("cr_cri", "CR + CRh + CRi"),
+    ("mrd_negative_cr", "MRD-negative CR/CRh/CRi"),
     ("crs_any", "CRS any grade"),
     ("crs_grade_ge3", "CRS grade >= 3"),
     ("icans_any", "ICANS any grade"),
@@ -114,8 +114,8 @@ KINH_GRID = (1e3, 1e4, 1e5)
 
 ICAR_KEYS = (
     ("cr_cri_mlfs", "marrow remission"),
-    ("cr_cri", "CR + CRi"),
-    ("mrd_negative_cr", "MRD-negative CR/CRi"),
+    ("cr_cri", "CR + CRh + CRi"),
+    ("mrd_negative_cr", "MRD-negative CR/CRh/CRi"),
     ("crs_grade_ge3", "CRS >= 3"),
     ("icans_grade_ge3", "ICANS >= 3"),
     ("neutropenia_grade4", "grade-4 neutropenia"),
@@ -274,8 +274,8 @@ def validation_report(records: list, n: int) -> str:
 TRIAL_ROWS = (
     ("marrow remission CR/CRh/CRi/MLFS (reported 'CR' unless below)", "complete_remission"),
     ("CR (ELN 2022, counts recovered)", "cr"),
-    ("CR + CRi (reported 'CR' where response or MRD is also reported)", "complete_remission:cr_cri"),
-    ("MRD-negative CR/CRi (< 0.1% blasts)", "mrd_negative_complete_remission"),
+    ("CR + CRh + CRi (reported 'CR' where response or MRD is also reported)", "complete_remission:cr_cri"),
+    ("MRD-negative CR/CRh/CRi (flow, below 1e-3)", "mrd_negative_complete_remission"),
     ("overall response (+ PR)", "overall_response"),
     *((f"CRS grade {g}", f"crs_grade:{g}") for g in range(6)),
     ("CRS grade 1-2", "crs_grade:1-2"),
