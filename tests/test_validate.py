@@ -72,6 +72,7 @@ def test_trials_report_gives_every_arm_at_reported_size_and_at_n(monkeypatch):
             "icans_grade": [0] * 20,
             "iec_hs": [False] * 20,
             "neutropenia_grade": [4] * 20,
+            "thrombocytopenia_grade": [3] * 20,
             "infection_bacterial_day28": [0] * 20,
         }
     )
