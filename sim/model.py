@@ -491,10 +491,6 @@ class Simulation:
         """Absolute neutrophil count in blood (1e9/L)."""
         return float(anc(self.lineage, self.st.my_w))
 
-    def platelet_count(self) -> float:
-        """The patient's own circulating platelets (1e9/L; transfused platelets not counted)."""
-        return float(self.platelets[-1] / (self.volume_l[PB] * 1e9))
-
     def traffic_rates(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-hour rates [from, to] for CAR T and blasts."""
         return traffic_rates(self.k.traffic, self.occupancy())

@@ -108,7 +108,7 @@ PARAMETERS: dict[str, Param] = {
         "assumed: consumption in IEC-HS halves platelet life to ~1 d",
         "L",
         (0.0, 0.1),
-    ),  # fmt: skip
+    ),
     "platelet_transfusion_dose_cells": Param(3e11, "platelets", "AABB: an apheresis unit holds >= 3e11", "H", low=0.0),
     "platelet_transfusion_recovery": Param(
         0.4,
@@ -139,7 +139,7 @@ PARAMETERS: dict[str, Param] = {
         "9:1314; Textor 2014 Cancer Res 74:6796 qualitative)",
         "L",
         (0.0, 0.5),
-    ),  # fmt: skip
+    ),
     "competence_memory": Param(0.3, "x", "assumed: memory-like cells kill less", "L", (0.1, 1.0), high=1.0),
     "competence_exhausted": Param(0.1, "x", "assumed", "L", (0.0, 0.5), high=1.0),
     # --- CAR T fate ------------------------------------------------------------------
@@ -346,7 +346,7 @@ PARAMETERS: dict[str, Param] = {
         "L",
         (1.0, 5.0),
         low=1.0,
-    ),  # fmt: skip
+    ),
     "infection_prior_hsct_fold": Param(1.5, "x", "assumed", "L", (1.0, 3.0), low=1.0),
     "infection_fatality_bacterial": Param(0.03, "probability", "assumed", "L", (0.01, 0.2), high=1.0),
     "infection_fatality_fold_anc_below_0_1": Param(
@@ -361,7 +361,7 @@ PARAMETERS: dict[str, Param] = {
         "L",
         (0.001, 0.05),
         high=0.5,
-    ),  # fmt: skip
+    ),
     "lethal_blast_burden": Param(2e12, "cells", "assumed: ~2 kg of leukemia", "L", (5e11, 5e12), low=1.0),
     "progression_death_per_day": Param(
         0.01,
@@ -370,7 +370,7 @@ PARAMETERS: dict[str, Param] = {
         "J Clin Oncol 32:1919; Kantarjian 2018 Cancer 124:2534)",
         "L",
         (0.002, 0.05),
-    ),  # fmt: skip
+    ),
 }
 
 #: Thresholds of the dimensionless inflammation index for CRS grades 2..5 (grade 1 is the

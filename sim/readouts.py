@@ -163,11 +163,17 @@ def assessments(t: np.ndarray, horizon_day: float) -> list[int]:
     return [int(np.argmin(np.abs(t - d))) for d in (days if days.size else [min(28.0, t[-1])])]
 
 
+def nadir_and_recovery(t: np.ndarray, values: np.ndarray, post: np.ndarray, level: float) -> tuple[int, float | None]:
+    """Row of the lowest value after infusion, and the first day after it back at ``level`` (if it fell below)."""
+    k_nadir = int(np.argmin(np.where(post, values, np.inf)))
+    if values[k_nadir] >= level:
+        return k_nadir, None
+    return k_nadir, first_day(t, (np.arange(len(t)) > k_nadir) & (values >= level))
+
+
 def platelet_summary(t: np.ndarray, own: np.ndarray, post: np.ndarray, k0: int, k28: int, transfusions: int) -> dict:
     """The patient's own platelets after infusion: nadir, grade, recovery, transfusions."""
-    k_nadir = int(np.argmin(np.where(post, own, np.inf)))
-    low = own[k_nadir] < 50.0
-    recovery = first_day(t, (np.arange(len(t)) > k_nadir) & (own >= 50.0)) if low else None
+    k_nadir, recovery = nadir_and_recovery(t, own, post, 50.0)
     return {
         "platelets_baseline_1e9_per_l": float(own[k0]),
         "platelet_nadir_1e9_per_l": float(own[k_nadir]),
@@ -209,9 +215,7 @@ def summarize(sim) -> dict:
     iec = False
     if crs_onset is not None:
         iec = longest_run_hours(t, (t >= crs_onset) & (r.macrophage_pb >= IEC_HS_MACROPHAGE) & (anc < 1.0)) >= IEC_HS_HOURS
-    anc_post = np.where(post, anc, np.inf)
-    k_nadir = int(np.argmin(anc_post))
-    recovery = first_day(t, (np.arange(len(t)) > k_nadir) & (anc >= 0.5)) if anc[k_nadir] < 0.5 else None
+    k_nadir, recovery = nadir_and_recovery(t, anc, post, 0.5)
     k_peak = int(np.argmax(np.where(post, car_t_pb, -1.0)))
     return {
         "scenario": sim.scenario.name,

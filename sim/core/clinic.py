@@ -199,7 +199,7 @@ def progression_hazard_per_day(k, r):
 
 
 @njit(cache=True)
-def infection_fatality(k, kind, anc):
+def fatality_probability(k, kind, anc):
     """Probability that an infection of type ``kind`` is fatal: bacterial and fungal ones are graver without neutrophils."""
     f = k.fatality[kind]
     if kind < 2 and anc < 0.1:
@@ -237,7 +237,7 @@ def draw_infections(k, cs, inf, t_day, dt_h, r, rs):
     hazards = infection_hazards_per_day(k, cs, t_day, anc, r.ld_signal)
     for kind in range(3):
         if uniform(rs, S_INFECTION) < -math.expm1(-hazards[kind] * dt_h / 24.0):
-            fatal = uniform(rs, S_INFECTION) < infection_fatality(k, kind, anc)
+            fatal = uniform(rs, S_INFECTION) < fatality_probability(k, kind, anc)
             i = int(cs[N_INFECTIONS])
             if i < inf.shape[0]:
                 inf[i, 0] = round(t_day * 1e4) / 1e4

@@ -221,12 +221,6 @@ def bm_blast_percent(k, st):
 
 
 @njit(cache=True)
-def marrow_blast_share(k, st):
-    """Marrow blasts (last observation) as a share of marrow nucleated cells."""
-    return bm_blast_percent(k, st) / 100.0
-
-
-@njit(cache=True)
 def read_patient(k, st):
     """What the clinic reads off the patient (from the last observation)."""
     blood_ul = st.volume_l[PB] * 1e6
@@ -293,7 +287,7 @@ def phase_hematopoiesis(k, st, rs, rec):
     ratio = space_factor(marrow_occupancy(k, st), bk.c_max, bk.crowding_exponent) / k.lineage.f0
     ld = ld_hazards(k.sched, t)[1]
     nb_step_hematopoiesis(k.sched.dt_h, k.lineage, st.my_w, ratio, st.scal[H_SET], ld, rs)
-    nb_step_platelets(k.sched.dt_h, k.platelets, st.plt, st.my_w[HSPC], marrow_blast_share(k, st), ld, st.cyt[PB, MAC])
+    nb_step_platelets(k.sched.dt_h, k.platelets, st.plt, st.my_w[HSPC], bm_blast_percent(k, st) / 100.0, ld, st.cyt[PB, MAC])
 
 
 @njit(cache=True)
