@@ -65,7 +65,7 @@ class CalibrationSpec(_Strict):
     scenario: str | None = Field(None, description="scenario of synthetic data, relative to the spec")
     truth: dict[str, float] = Field({}, description="parameter values that generate synthetic data")
     statistics: list[Statistic] = []
-    set: dict[str, float | int | str | bool] = Field({}, description="dotted paths set in every scenario")
+    set: dict[str, float | int | str | bool | None] = Field({}, description="dotted paths set in every scenario (null: off)")
     n_patients: int = Field(20, ge=1, le=10_000, description="virtual patients per arm per evaluation")
     population_size: int = Field(100, ge=4, le=100_000)
     populations: int = Field(8, ge=1, le=100, description="ABC-SMC generations")
@@ -132,7 +132,7 @@ class Problem:
         from sim.scenario import load_scenario
 
         self.spec = spec
-        sets = [f"{k}={v}" for k, v in spec.set.items()]
+        sets = [f"{k}={'null' if v is None else v}" for k, v in spec.set.items()]
         base = spec_path.parent
         if spec.data == "trials":
             from sim.validate import arm_scenarios, clinical_targets, reported_metrics

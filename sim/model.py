@@ -24,7 +24,7 @@ from sim.core.blasts import A_KILL, A_STALE, A_STIM, BlastConst
 from sim.core.blasts import PROPERTIES as BLAST_PROPERTIES
 from sim.core.car_t import EFFECTOR, MEMORY, CarTConst, rejection_per_h, t_cell_space
 from sim.core.common import BM, EMD, N_COMP, PB, space_factor
-from sim.core.cytokines import IL6, IL18, CytokineConst
+from sim.core.cytokines import IL6, IL18, CytokineConst, age_fold
 from sim.core.engage import EngageConst, Targeting, nb_target_activation
 from sim.core.frames import Frame
 from sim.core.hematopoiesis import N_STAGES, anc, background_cells, lineage_steady, normal_bm_cells
@@ -316,6 +316,9 @@ class Simulation:
                 self.c_emd,
                 p.crowding_exponent,
                 len(self.atlas.names),
+                p.antigen_loss_per_division,
+                self.car1,
+                self.car2,
             ),
             lineage=self.lineage,
             platelets=self.platelet_k,
@@ -327,7 +330,9 @@ class Simulation:
                 il6_baseline_pg_per_ml=p.il6_baseline_pg_per_ml,
                 il18_baseline_pg_per_ml=p.il18_baseline_pg_per_ml,
                 il6_max_pg_per_ml=p.il6_max_pg_per_ml,
-                macrophage_activation_per_h=p.macrophage_activation_per_h * self.patient.inflammatory_reactivity,
+                macrophage_activation_per_h=p.macrophage_activation_per_h
+                * self.patient.inflammatory_reactivity
+                * age_fold(p.inflammatory_reactivity_per_decade, self.patient.age_years),
                 macrophage_ifng_half_sat_pg_per_ml=p.macrophage_ifng_half_sat_pg_per_ml,
                 macrophage_decay_per_h=p.macrophage_decay_per_h,
                 il18_macrophage_fold=p.il18_macrophage_fold,
@@ -338,6 +343,7 @@ class Simulation:
                 bystander_fg_per_cell_h=p.ifng_bystander_fg_per_cell_h,
                 bystander_il18_half_sat_pg_per_ml=p.bystander_il18_half_sat_pg_per_ml,
                 macrophage_steroid_sensitivity=p.macrophage_steroid_sensitivity,
+                macrophage_kill_half_sat_per_ml_h=p.macrophage_kill_half_sat_per_ml_h,
             ),
             traffic=TrafficConst(
                 p.car_t_bm_entry_per_h,

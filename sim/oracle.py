@@ -18,8 +18,8 @@ from scipy.integrate import solve_ivp
 
 from sim.antigens import Stage
 from sim.core.car_t import EFFECTOR, MEMORY, car_t_rates, signal
-from sim.core.common import BM, EMD, N_COMP, PB, hill, space_factor
-from sim.core.cytokines import IFNG, IL6, IL18, MAC, bystander_ifng, il18_boost
+from sim.core.common import BM, EMD, N_COMP, PB, space_factor
+from sim.core.cytokines import IFNG, IL6, IL18, MAC, bystander_ifng, il6_target, il18_boost, il18_target, macrophage_drive
 from sim.core.engage import add_tissue_engagement, bystander_hazard, competence, kill_hazard_and_stimulation
 from sim.core.hematopoiesis import N_STAGES, anc, gcsf_fold, normal_bm_cells
 from sim.core.platelets import CIRCULATING, N_PLATELET, platelet_flows
@@ -35,8 +35,10 @@ class MeanField:
     """
 
     def __init__(self, sim: Simulation):
-        if sim.p.antigen_noise_sd != 0.0:
-            raise ValueError("the oracle tracks fixed density classes: set params.antigen_noise_sd = 0")
+        if sim.p.antigen_noise_sd != 0.0 or sim.p.antigen_loss_per_division != 0.0:
+            raise ValueError(
+                "the oracle tracks fixed density classes: set params.antigen_noise_sd = 0 and antigen_loss_per_division = 0"
+            )
         self.sim = sim
         bl = sim.blasts
         self.nb = bl.n
@@ -94,8 +96,11 @@ class MeanField:
             hazard[c], sigma[c] = kill_hazard_and_stimulation(k.engage, act_kill[c], act_stim[c], t_kill[c], sim.volume_l[c], 1.0)
             bystander[c] = bystander_hazard(k.engage, hazard[c], act_kill[c], cells[c])
         add_tissue_engagement(k.engage, sigma)
-        dB -= (hazard[None, :] * self.a_kill[:, None] + bystander[None, :]) * B
-        dM -= hazard[self.my_comp] * sim.my_a_kill * M
+        blast_deaths = (hazard[None, :] * self.a_kill[:, None] + bystander[None, :]) * B
+        myeloid_deaths = hazard[self.my_comp] * sim.my_a_kill * M
+        dB -= blast_deaths
+        dM -= myeloid_deaths
+        deaths_per_ml_h = (blast_deaths.sum() + myeloid_deaths.sum()) / (sim.volume_l * sim.present).sum() / 1e3
         fratricide = hazard * sim.car_a_kill
 
         # 2. CAR T fate
@@ -156,12 +161,10 @@ class MeanField:
             gain = il18_boost(k.cytokines, C[c, IL18])
             dC[c, IFNG] += p.ifng_pg_per_engagement * sigma[c] * t_kill[c] * gain / v_ml - kf * C[c, IFNG]
             dC[c, IFNG] += bystander_ifng(k.cytokines, car_cells[c], C[c, IL18] - p.il18_baseline_pg_per_ml) / v_ml
-            drive = k.cytokines.macrophage_activation_per_h * hill(C[c, IFNG], p.macrophage_ifng_half_sat_pg_per_ml, 3.0) * gain
+            drive = macrophage_drive(k.cytokines, C[c, IFNG], gain, deaths_per_ml_h)
             dC[c, MAC] += drive * (1 - C[c, MAC]) - p.macrophage_decay_per_h * C[c, MAC]
-            dC[c, IL6] += k6 * (p.il6_baseline_pg_per_ml + p.il6_max_pg_per_ml * C[c, MAC] * mono - C[c, IL6])
-            target18 = p.il18_baseline_pg_per_ml * (1 + (p.il18_macrophage_fold - 1) * C[c, MAC])
-            target18 += sim.armor_fg * 1e-3 * car_cells[c] / v_ml / k18
-            dC[c, IL18] += k18 * (target18 - C[c, IL18])
+            dC[c, IL6] += k6 * (il6_target(k.cytokines, C[c, MAC], mono) - C[c, IL6])
+            dC[c, IL18] += k18 * (il18_target(k.cytokines, C[c, MAC], car_cells[c], v_ml) - C[c, IL18])
         vol = sim.volume_l[present].sum()
         for q in (IL6, IFNG, IL18):
             mean = (C[present, q] * sim.volume_l[present]).sum() / vol

@@ -81,6 +81,11 @@ BINARY: dict[str, Outcome] = {
         Outcome(
             "relapse_target_negative", "relapse with mostly CAR-target-negative marrow blasts", _flag("relapse_target_negative")
         ),
+        Outcome(
+            "relapse_antigen_negative",
+            "relapse with mostly CAR-antigen-negative marrow blasts (pre-existing or lost under pressure)",
+            _flag("relapse_antigen_negative"),
+        ),
         Outcome("relapse_icar_protected", "relapse with mostly iCAR-protected marrow blasts", _flag("relapse_icar_protected")),
     )
 }

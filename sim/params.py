@@ -59,6 +59,17 @@ PARAMETERS: dict[str, Param] = {
     "blast_egress_per_h": Param(0.002, "1/h", "assumed: spill to blood scales with crowding", "L", (1e-4, 0.01)),
     "blast_homing_per_h": Param(0.05, "1/h", "assumed", "L", (0.01, 0.2)),
     "antigen_noise_sd": Param(0.1, "log-density per division", "assumed inheritance noise", "L", (0.0, 0.5)),
+    "antigen_loss_per_division": Param(
+        5e-7,
+        "1/division",
+        "irreversible loss of one CAR antigen per daughter: a gene's spontaneous loss-of-function rate in human "
+        "cells, 2e-7 (TK6 lymphoblasts, Oller 1989 via Jackson & Loeb 1998 Genetics 148:1483) to 5e-7 per "
+        "division (hprt in vivo, Green 1995 Mutat Res 334:323); splicing and silencing can be faster, hence the "
+        "prior's upper end",
+        "L",
+        (1e-8, 1e-4),
+        high=1.0,
+    ),
     "ld_blast_kill_per_day": Param(
         0.1, "fraction/day", "assumed: Flu/Cy modest anti-leukemic effect", "L", (0.0, 0.3), high=0.99
     ),
@@ -236,6 +247,25 @@ PARAMETERS: dict[str, Param] = {
     "macrophage_ifng_half_sat_pg_per_ml": Param(1500.0, "pg/mL", "assumed", "L", (200.0, 1e4), low=1e-3),
     "macrophage_decay_per_h": Param(0.05, "1/h", "assumed", "L", (0.01, 0.2)),
     "cytokine_exchange_per_h": Param(1.0, "1/h", "assumed marrow-blood exchange", "L", (0.1, 5.0)),
+    "inflammatory_reactivity_per_decade": Param(
+        0.1,
+        "1/decade",
+        "assumed: log-fold of macrophage activation per decade of age from 40 (inflammaging: serum IL-6 and "
+        "monocyte IL-6 output rise with age, Ferrucci 2005 Blood 105:2294; Franceschi 2018 Nat Rev Endocrinol "
+        "14:576); 0.1 gives 0.74x at 10 years and 1.35x at 70; to be fitted",
+        "L",
+        (0.0, 0.3),
+    ),
+    "macrophage_kill_half_sat_per_ml_h": Param(
+        1e6,
+        "cells/(mL h)",
+        "target-cell deaths per mL per hour at half the macrophage drive they give (pyroptotic DAMPs, Liu Y 2020 "
+        "Sci Immunol 5:eaax7969; myeloid contact source of IL-6/IL-1, Giavridis 2018, Norelli 2018 Nat Med 24:731, "
+        "24:739): assumed, so that clearing a few 1e11 marrow blasts within days saturates it; to be fitted",
+        "L",
+        (1e5, 1e8),
+        low=1.0,
+    ),
     "il18_macrophage_fold": Param(100.0, "x baseline", "Kudela 2019: MAS 100-500x normal IL-18", "H"),
     "il18_armor_fg_per_cell_h": Param(
         1.0, "fg/(cell h)", "assumed: ~1 ng/mL per 1e6 cells per day in vitro is ~40 fg/cell/h; in vivo lower", "L", (0.1, 40.0)

@@ -54,6 +54,7 @@ class VirtualPatient:
     platelets_baseline_1e9_per_l: float
     product_fitness: float
     inflammatory_reactivity: float
+    age_years: float
     has_emd: bool
     emd_blasts: float
     prior_hsct: bool
@@ -108,6 +109,7 @@ def sample_patient(scenario: Scenario, index: int, atlas: Atlas | None = None) -
         platelets_baseline_1e9_per_l=draw(pop.platelets_baseline_1e9_per_l, g("platelets")),
         product_fitness=draw(pop.product_fitness, g("fitness")),
         inflammatory_reactivity=draw(pop.inflammatory_reactivity, g("reactivity")),
+        age_years=draw(pop.age_years, g("age")),
         has_emd=has_emd,
         emd_blasts=draw(pop.emd_blasts, g("emd_blasts")) if has_emd else 0.0,
         prior_hsct=bool(g("prior_hsct").random() < pop.prior_hsct_probability),

@@ -142,6 +142,8 @@ class Patient(_Strict):
     # Stahl 2018 Blood Adv 2:923: r/r AML before salvage, median 40e9/L (range 0.6-810)
     platelets_baseline_1e9_per_l: Dist = Dist(dist="lognormal", median=40, sd_log=1.0, low=1, high=800)
     product_fitness: Dist = Dist(dist="lognormal", median=1.0, sd_log=0.5, low=0.05, high=20)
+    # assumed: adults as early-phase AML CAR T trials enrol them (18 and over; pediatric arms set their own)
+    age_years: Dist = Dist(dist="normal", mean=45, sd=15, low=18, high=80)
     # assumed: patient-level variability of the myeloid inflammatory response (Hay 2017: baseline
     # inflammation and endothelial activation predict severe CRS); multiplies macrophage activation
     inflammatory_reactivity: Dist = Dist(dist="lognormal", median=1.0, sd_log=0.7, low=0.05, high=20)
@@ -154,6 +156,11 @@ class Patient(_Strict):
     @classmethod
     def _weight(cls, d: Dist) -> Dist:
         return _dist_in(d, 0.0, 500.0, "a weight", strict_low=True)
+
+    @field_validator("age_years")
+    @classmethod
+    def _age(cls, d: Dist) -> Dist:
+        return _dist_in(d, 0.0, 120.0, "an age in years")
 
     @field_validator("bm_blast_fraction")
     @classmethod

@@ -86,8 +86,10 @@ def single_compartment_cytokines(byst_fg: float, damp: float, mac_damp: float, i
         bystander_il18_half_sat_pg_per_ml=3e4,
         # mac_damp = 1 - sensitivity (1 - damp): solve for the sensitivity that gives the asked mac_damp
         macrophage_steroid_sensitivity=0.0 if damp == 1.0 else (1.0 - mac_damp) / (1.0 - damp),
+        macrophage_kill_half_sat_per_ml_h=1e6,
     )
-    nb_update_cytokines(96.0, k, cyt, zeros, zeros, np.array([1e9, 0.0, 0.0]), np.array([1.0, 5.0, 1.0]), present, 1.0, damp)
+    car_t = np.array([1e9, 0.0, 0.0])
+    nb_update_cytokines(96.0, k, cyt, zeros, car_t, 0.0, np.array([1.0, 5.0, 1.0]), present, 1.0, damp)
     return cyt[BM]
 
 

@@ -100,7 +100,7 @@ def test_extinction_matches_the_branching_process(n0):
     the closed form; 4000 seeded replicates (stream seed 7) give a binomial standard error of at
     most 0.008, and the tolerance is 4 standard errors."""
     r_b, d_b, steps, replicates = 0.10, 0.11, 48, 4000
-    k = BlastConst(r_b, d_b, 0.0, 0.0, 1e30, 1e30, 1.0, 1)
+    k = BlastConst(r_b, d_b, 0.0, 0.0, 1e30, 1e30, 1.0, 1, 0.0, -1, -1)
     f = Frame(4, ("density", *PROPERTIES))
     f.add(float(n0), BM, 0, np.array([1.0, 0.0, 0.0, 0.0, 0.0]))
     expected = extinction_closed_form(growth_prob(r_b, 1.0), prob(d_b, 1.0), n0, steps)

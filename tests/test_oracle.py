@@ -29,6 +29,7 @@ def oracle_setup(dt_hours: float, *sets: str, resolution: int = 500):
         f"dt_hours={dt_hours}",
         "outputs.record_every_hours=6",
         "params.antigen_noise_sd=0",
+        "params.antigen_loss_per_division=0",
         "interventions.tocilizumab_at_crs_grade=null",
         "interventions.steroids_at_crs_grade=null",
         "interventions.steroids_at_icans_grade=null",

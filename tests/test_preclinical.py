@@ -114,8 +114,10 @@ def test_scfv_cd70_car_has_a_lower_activation_threshold_than_the_ligand_car():
 
 
 def test_cd64_car_kills_monocytes_where_a_monocyte_negative_target_does_not():
-    _, r = run(pre("cd64_monocytic", "horizon_days=14"))
-    _, cd70 = run(pre("cd64_monocytic", "horizon_days=14", "product.car.antigens=[CD70]", "product.knockout=[CD70]"))
+    # targeting only: steroids at grade 3 CRS (this patient's) would halve the killing
+    no_steroids = ("horizon_days=14", "interventions.steroids_at_crs_grade=null")
+    _, r = run(pre("cd64_monocytic", *no_steroids))
+    _, cd70 = run(pre("cd64_monocytic", *no_steroids, "product.car.antigens=[CD70]", "product.knockout=[CD70]"))
     pool = r.timeseries[r.timeseries.compartment == "pb"].monocyte.iloc[0]
     assert r.summary["myeloid_killed"]["monocyte"] > 0.5 * pool  # CD64 ~20,000 per monocyte
     assert cd70.summary["myeloid_killed"]["monocyte"] == 0.0

@@ -6,7 +6,12 @@ inherit their parent's antigen densities with multiplicative log-normal noise: a
 accumulates divisions per cell in its last property row and, once a quarter of its cells
 have divided, every positive density is multiplied by ``exp(s Z - s^2 / 2)`` with
 ``s = sigma * sqrt(accumulated)`` (mean-preserving), so clones drift apart over divisions
-at the cost of a few draws per doubling; antigen-negative subclones stay negative. An
+at the cost of a few draws per doubling; antigen-negative subclones stay negative.
+
+A division of the main clone yields a daughter that has lost one CAR antigen with
+probability ``antigen_loss_per_division`` (a gene's loss-of-function rate, irreversible):
+the lost cells join the compartment's subclone negative for that antigen (a new agent if it
+has none), where CAR pressure selects them (:func:`lost_antigen`). An
 agent also carries its activation by the product (``a_kill``, ``a_stim``), recomputed only
 when its densities move (``a_stale``), so it travels with the agent through moves and merges.
 """
@@ -20,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from sim.core.common import BM, EMD, PB, growth_prob, prob, space_factor
-from sim.core.random import S_BLASTS, begin, binomial, normal
+from sim.core.random import S_BLASTS, begin, binomial, normal, uniform
 
 #: Blast properties after the antigen densities (rows of ``x``, offset by the number of antigens).
 DIVISIONS_PENDING, A_KILL, A_STIM, A_STALE = range(4)
@@ -38,6 +43,17 @@ class BlastConst(NamedTuple):
     c_emd: float  # EMD capacity (cells)
     crowding_exponent: float
     n_antigens: int  # rows of antigen density in ``x``; then the rows of ``PROPERTIES``
+    antigen_loss_per_division: float  # daughters losing one CAR antigen (0: no loss)
+    car_antigen1: int  # antigen index of the CAR's first target (-1: none)
+    car_antigen2: int  # its second target (-1: none)
+
+
+@njit(cache=True)
+def lost_antigen(k, u):
+    """The CAR antigen a daughter loses, from a uniform ``u`` (either target of a two-antigen CAR)."""
+    if k.car_antigen2 >= 0 and u < 0.5:
+        return k.car_antigen2
+    return k.car_antigen1
 
 
 @njit(cache=True)
@@ -54,7 +70,7 @@ def bm_and_emd_blasts(bl, n):
 
 @njit(cache=True)
 def nb_grow_blasts(dt, k, bl, n, occupancy, extra_death, rs):
-    """Update the ``n`` blast agents of ``bl`` in place (no spawning).
+    """Update the ``n`` blast agents of ``bl`` in place; return the new count (antigen-loss spawns).
 
     ``occupancy``: marrow cells competing for space; ``extra_death``: lymphodepletion and
     graft-versus-leukemia hazards (per hour).
@@ -68,7 +84,10 @@ def nb_grow_blasts(dt, k, bl, n, occupancy, extra_death, rs):
     p_death_tissue = prob(k.d_b + extra_death, dt)  # factor exp((r f - d) dt)
     p_death_pb = prob(k.d_pb + extra_death, dt)
     w, x = bl.w, bl.x
-    for i in range(n):
+    losing = k.antigen_loss_per_division > 0.0 and k.car_antigen1 >= 0
+    negative = negative_subclones(k, bl, n) if losing else np.zeros((0, 0), np.int64)
+    n_start = n
+    for i in range(n_start):
         if w[i] <= 0.0:
             continue
         c = bl.comp[i]
@@ -89,3 +108,40 @@ def nb_grow_blasts(dt, k, bl, n, occupancy, extra_death, rs):
                         x[a, i] *= math.exp(s * normal(rs, S_BLASTS) - 0.5 * s * s)
                 x[k.n_antigens + A_STALE, i] = 1.0  # densities moved: activation to recompute
         w[i] = new_w
+        if losing and bl.cls[i] == 0 and births > 0.0 and new_w > 0.0:
+            lost = binomial(rs, S_BLASTS, births, k.antigen_loss_per_division)
+            if lost > 0.0:
+                a = lost_antigen(k, uniform(rs, S_BLASTS))
+                n = move_to_negative(k, bl, n, i, min(lost, new_w), a, negative)
+    return n
+
+
+@njit(cache=True)
+def negative_subclones(k, bl, n):
+    """``[compartment, antigen]``: an agent of the subclone negative for that antigen there (-1: none)."""
+    out = np.full((3, k.n_antigens), -1, np.int64)
+    for j in range(n):
+        if bl.cls[j] > 0 and bl.w[j] > 0.0:
+            out[bl.comp[j], bl.cls[j] - 1] = j
+    return out
+
+
+@njit(cache=True)
+def move_to_negative(k, bl, n, i, cells, a, negative):
+    """Move ``cells`` of agent ``i`` to its compartment's subclone negative for antigen ``a``; return the count."""
+    c = bl.comp[i]
+    j = negative[c, a]
+    if j >= 0:
+        bl.w[i] -= cells
+        bl.w[j] += cells
+        return n
+    if n >= bl.w.shape[0]:
+        return n  # no free slot (never with the resample's headroom): the loss waits for the next division
+    negative[c, a] = n
+    bl.w[i] -= cells
+    bl.w[n], bl.comp[n], bl.cls[n] = cells, c, 1 + a
+    bl.x[:, n] = bl.x[:, i]
+    bl.x[a, n] = 0.0
+    bl.x[k.n_antigens + DIVISIONS_PENDING, n] = 0.0
+    bl.x[k.n_antigens + A_STALE, n] = 1.0
+    return n + 1

@@ -6,15 +6,18 @@
   macrophage-activation-syndrome IL-18 (bystander activation, Hill 4, half at ``byst_half_sat``
   above baseline; 0 = off);
 * macrophage activation ``M`` in [0, 1]: driven by IFN-gamma (Hill 3, half-saturation ``K``: a storm, not
-  chronic low-level activation) and
-  IL-18, decays at ``k_dec``;
+  chronic low-level activation) and IL-18, and by dying target cells (Hill 2 in the body's deaths
+  per hour per mL of its compartments, as DAMPs circulate: pyroptotic blasts release DAMPs that
+  activate macrophages, Liu Y 2020 Sci Immunol 5:eaax7969; macrophages and monocytes are the
+  source of CRS IL-6 and IL-1, Giavridis 2018 and Norelli 2018 Nat Med 24:731/739), so CRS grows
+  with the tumor burden cleared; decays at ``k_dec``;
 * IL-6: relaxes to ``base + il6_max * M * mono`` where ``mono`` is the monocyte/macrophage
   mass relative to baseline;
 * IL-18: baseline times ``1 + (fold - 1) M`` plus armored CAR T secretion.
 
 Each pool is cleared first order (exact exponential step); compartments then exchange
-toward their volume-weighted mean. ``damp`` (steroids) scales production; ``mac_damp``
-scales the macrophage drive (``damp`` unless macrophages are steroid-refractory).
+toward their volume-weighted mean. ``damp`` (steroids) scales production, and the
+macrophage drive by ``macrophage_steroid_sensitivity`` of it (macrophages can be steroid-refractory).
 """
 
 from __future__ import annotations
@@ -50,43 +53,71 @@ class CytokineConst(NamedTuple):
     bystander_fg_per_cell_h: float  # IFN-gamma of CAR T cells activated by IL-18 alone
     bystander_il18_half_sat_pg_per_ml: float
     macrophage_steroid_sensitivity: float  # 0: steroids do not damp macrophage activation
+    macrophage_kill_half_sat_per_ml_h: float  # target-cell deaths per mL per hour at half that drive
+
+
+def age_fold(per_decade: float, age_years: float) -> float:
+    """Macrophage reactivity at ``age_years`` relative to a 40-year-old (log-linear in decades)."""
+    return math.exp(per_decade * (age_years - 40.0) / 10.0)
 
 
 @njit(cache=True)
-def nb_update_cytokines(dt, k, cyt, sigma, t_engaged, car_t_cells, volume_l, present, mono_factor, damp):
+def nb_update_cytokines(dt, k, cyt, engagements_per_h, car_t_cells, deaths_per_ml_h, volume_l, present, mono_factor, damp):
     """Advance cytokine pools ``cyt[compartment, pool]`` in place, in sub-steps of at most 0.1 h.
 
-    ``sigma``/``t_engaged``: this step's engagements per T cell and engaged T cells;
-    ``car_t_cells``: CAR T cells per compartment; ``mono_factor``: monocyte/macrophage mass
-    relative to baseline; ``damp``: steroid damping of production.
+    ``engagements_per_h``: this step's cytokine-level engagements per compartment;
+    ``car_t_cells``: CAR T cells per compartment; ``deaths_per_ml_h``: cells killed per hour
+    per mL of the body's compartments; ``mono_factor``: monocyte/macrophage mass relative to
+    baseline; ``damp``: steroid damping of production.
     """
     n_sub = int(math.ceil(dt / 0.1))
     h = dt / n_sub
-    mac_damp = 1.0 - k.macrophage_steroid_sensitivity * (1.0 - damp)
     for _ in range(n_sub):
         for c in range(N_COMP):
             if present[c]:
                 produce_and_clear(
-                    h, k, cyt, c, sigma[c] * t_engaged[c], car_t_cells[c], volume_l[c] * 1e3, mono_factor, damp, mac_damp
+                    h, k, cyt, c, engagements_per_h[c], car_t_cells[c], deaths_per_ml_h, volume_l[c] * 1e3, mono_factor, damp
                 )
         exchange(h, k, cyt, volume_l, present)
 
 
 @njit(cache=True)
-def produce_and_clear(dt, k, cyt, c, engagements_per_h, car_t_cells, v_ml, mono_factor, damp, mac_damp):
-    """One sub-step of production, macrophage activation and first-order clearance in compartment ``c``."""
+def produce_and_clear(dt, k, cyt, c, engagements_per_h, car_t_cells, deaths_per_ml_h, v_ml, mono_factor, damp):
+    """One sub-step of production, macrophage activation and first-order clearance in compartment ``c``.
+
+    Steroids damp macrophage activation by ``macrophage_steroid_sensitivity`` of their damping.
+    """
     il18_gain = il18_boost(k, cyt[c, IL18]) if k.il18_boost_max > 0.0 else 1.0
     ifn_prod = k.ifng_pg_per_engagement * engagements_per_h * il18_gain * damp / v_ml
     if k.bystander_fg_per_cell_h > 0.0:
         ifn_prod += bystander_ifng(k, car_t_cells, cyt[c, IL18] - k.il18_baseline_pg_per_ml) * damp / v_ml
     cyt[c, IFNG] = relax(cyt[c, IFNG], ifn_prod / k.k_ifng_per_h, k.k_ifng_per_h, dt)
-    drive = k.macrophage_activation_per_h * hill(cyt[c, IFNG], k.macrophage_ifng_half_sat_pg_per_ml, 3.0) * il18_gain * mac_damp
+    mac_damp = 1.0 - k.macrophage_steroid_sensitivity * (1.0 - damp)
+    drive = macrophage_drive(k, cyt[c, IFNG], il18_gain, deaths_per_ml_h) * mac_damp
     cyt[c, MAC] = relax(cyt[c, MAC], drive / (drive + k.macrophage_decay_per_h), drive + k.macrophage_decay_per_h, dt)
-    il6_target = k.il6_baseline_pg_per_ml + k.il6_max_pg_per_ml * cyt[c, MAC] * mono_factor
-    cyt[c, IL6] = relax(cyt[c, IL6], il6_target, k.k_il6_per_h, dt)
+    cyt[c, IL6] = relax(cyt[c, IL6], il6_target(k, cyt[c, MAC], mono_factor), k.k_il6_per_h, dt)
+    cyt[c, IL18] = relax(cyt[c, IL18], il18_target(k, cyt[c, MAC], car_t_cells, v_ml), k.k_il18_per_h, dt)
+
+
+@njit(cache=True)
+def macrophage_drive(k, ifng, il18_gain, deaths_per_ml_h):
+    """Activation rate (1/h) of resting macrophages: IFN-gamma (times the IL-18 gain) and dying targets."""
+    by_ifng = hill(ifng, k.macrophage_ifng_half_sat_pg_per_ml, 3.0) * il18_gain
+    by_deaths = hill(deaths_per_ml_h, k.macrophage_kill_half_sat_per_ml_h, 2.0)
+    return k.macrophage_activation_per_h * (by_ifng + by_deaths)
+
+
+@njit(cache=True)
+def il6_target(k, mac, mono_factor):
+    """IL-6 (pg/mL) that activated monocytes and macrophages sustain."""
+    return k.il6_baseline_pg_per_ml + k.il6_max_pg_per_ml * mac * mono_factor
+
+
+@njit(cache=True)
+def il18_target(k, mac, car_t_cells, v_ml):
+    """IL-18 (pg/mL) sustained by activated macrophages and an armored product's secretion."""
     armor = k.armor_fg_per_cell_h * 1e-3 * car_t_cells / v_ml / k.k_il18_per_h
-    il18_target = k.il18_baseline_pg_per_ml * (1.0 + (k.il18_macrophage_fold - 1.0) * cyt[c, MAC]) + armor
-    cyt[c, IL18] = relax(cyt[c, IL18], il18_target, k.k_il18_per_h, dt)
+    return k.il18_baseline_pg_per_ml * (1.0 + (k.il18_macrophage_fold - 1.0) * mac) + armor
 
 
 @njit(cache=True)

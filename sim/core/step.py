@@ -276,7 +276,8 @@ def phase_car_t(k, st, rs, rec):
 def phase_blasts(k, st, rs, rec):
     """3: blast growth."""
     t = t_day_of(k, st)
-    nb_grow_blasts(k.sched.dt_h, k.blasts, st.bl, st.bl.n[0], marrow_occupancy(k, st), blast_extra_death(k.sched, st.cs, t), rs)
+    occupancy, extra = marrow_occupancy(k, st), blast_extra_death(k.sched, st.cs, t)
+    st.bl.n[0] = nb_grow_blasts(k.sched.dt_h, k.blasts, st.bl, st.bl.n[0], occupancy, extra, rs)
 
 
 @njit(cache=True)
@@ -298,10 +299,13 @@ def phase_cytokines(k, st, rs, rec):
     car_t_cells = np.zeros(N_COMP)
     for c in range(N_COMP):
         car_t_cells[c] = st.car_obs[c, 0] + st.car_obs[c, 1] + st.car_obs[c, 2]
+    deaths = st.kills_blast.sum() + st.kills_myeloid.sum()  # this step's kills, anywhere: DAMPs circulate
+    deaths_per_ml_h = deaths / k.sched.dt_h / (st.volume_l * st.present).sum() / 1e3
     damp = cc.steroid_damp(st.cs, t)
     nb_update_cytokines(
-        k.sched.dt_h, k.cytokines, st.cyt, st.sigma, st.t_engaged, car_t_cells, st.volume_l, st.present, mono, damp
-    )
+        k.sched.dt_h, k.cytokines, st.cyt, st.sigma * st.t_engaged, car_t_cells, deaths_per_ml_h, st.volume_l, st.present, mono,
+        damp,
+    )  # fmt: skip
 
 
 @njit(cache=True)

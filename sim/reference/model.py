@@ -32,6 +32,7 @@ import mesa
 import numpy as np
 
 from sim.antigens import Stage
+from sim.core.blasts import lost_antigen
 from sim.core.car_t import EFFECTOR, EXHAUSTED, MEMORY, car_t_rates, signal
 from sim.core.common import BM, EMD, N_COMP, PB, activation, growth_prob, hill, prob, relax, space_factor
 from sim.core.cytokines import MAC, nb_il18_boost
@@ -55,6 +56,7 @@ _gcsf_fold = gcsf_fold.py_func
 _mitotic_transit = mitotic_transit.py_func
 _step_platelets = nb_step_platelets.py_func
 _growth_prob = growth_prob.py_func
+_lost_antigen = lost_antigen.py_func
 _hill = hill.py_func
 _prob = prob.py_func
 _relax = relax.py_func
@@ -278,12 +280,20 @@ class ReferenceModel(mesa.Model):
                 continue
             family = [b]
             if self._bernoulli(_growth_prob(host.r_b * f[b.comp], dt)):
-                family.append(Blast(self, b.comp, b.clone, b.densities))
+                family.append(self._daughter(b))
             for cell in family:
                 if self._bernoulli(_prob(host.d_b + extra, dt)):
                     cell.remove()
                 elif len(family) == 2 and s > 0.0:
                     cell.set_densities([d * math.exp(s * self.rng.standard_normal() - 0.5 * s * s) for d in cell.densities])
+
+    def _daughter(self, b: Blast) -> Blast:
+        """A daughter of ``b``: a main-clone daughter may lose one CAR antigen (the core's rule)."""
+        k = self.host.k.blasts
+        if b.clone == 0 and k.antigen_loss_per_division > 0.0 and self._bernoulli(k.antigen_loss_per_division):
+            a = _lost_antigen(k, self.rng.random())
+            return Blast(self, b.comp, 1 + a, [0.0 if j == a else d for j, d in enumerate(b.densities)])
+        return Blast(self, b.comp, b.clone, b.densities)
 
     def _phase_hematopoiesis(self) -> None:
         host, p, lin, dt = self.host, self.p, self.host.lineage, self.dt
