@@ -81,11 +81,13 @@ def il1rap_forecast(n: int, workers: int) -> str:
         "",
         "What drives it: the atlas puts IL1RAP at 300 molecules on every maturing myeloid stage (an assumption: 'low on "
         "normal HSC' is all PARAMETERS.md gives), just above the ~200-molecule lysis threshold, so the model kills maturing "
-        "myeloid cells and grade-4 neutropenia rises with dose. Efficacy is low because the blast density (median 2,000, "
-        "near the cytokine-release threshold) gives weak stimulation and expansion, and the 1% IL1RAP-negative subclone "
-        "caps the depth (no MRD-negative remissions). CRS is frequent but mild. At the lowest dose the programmed "
-        "expansion limit (at most 450-fold the infused cells) keeps the product too small to act: no remissions and a "
-        "median of 0 days with ANC < 0.5e9/L at 0.1e6/kg. The forecast rests on those densities: "
+        "myeloid cells and grade-4 neutropenia rises with dose. Deep responses are rare because the blast density "
+        "(median 2,000, near the cytokine-release threshold) gives weak stimulation and expansion, and the 1% "
+        "IL1RAP-negative subclone caps the depth (no MRD-negative remissions); marrow remissions without count "
+        "recovery (MLFS) are what the higher doses add. CRS is frequent, and severe CRS rises with dose as the cleared "
+        "blasts and myeloid cells activate macrophages. At the lowest dose the programmed expansion limit (at most "
+        "450-fold the infused cells) keeps the product too small to act on the counts: a median of 0 days with "
+        "ANC < 0.5e9/L at 0.1e6/kg. The forecast rests on those densities: "
         "measuring IL1RAP molecules per cell on blasts and on myeloid precursors would change it most.",
         "",
     ]
