@@ -84,6 +84,7 @@ class ClinicalState:
     relapse_target_negative_fraction: float | None = None
     relapse_icar_protected_fraction: float | None = None
     hsct_day: float | None = None
+    car_t_eliminated_day: float | None = None
     platelet_transfusions: int = 0
     platelets_transfused_1e9_per_l: float = 0.0
     death_day: float | None = None
@@ -128,6 +129,7 @@ class ClinicalState:
             relapse_target_negative_fraction=opt(cc.RELAPSE_NEGATIVE),
             relapse_icar_protected_fraction=opt(cc.RELAPSE_ICAR),
             hsct_day=opt(cc.HSCT_DAY),
+            car_t_eliminated_day=opt(cc.ELIMINATION_DAY),
             platelet_transfusions=int(cs[cc.PLT_TRANSFUSIONS]),
             platelets_transfused_1e9_per_l=float(cs[cc.PLT_TRANSFUSED]),
             death_day=opt(cc.DEATH_DAY),
@@ -184,6 +186,26 @@ def clinic_constants(p: ParamSet, scenario, prior_hsct: bool, blood_l: float, ma
         transfused_clearance_per_h=1.0 / p.platelet_residence_h,
         pb_blast_detect_per_ul=PB_BLAST_DETECT_PER_UL,
         emd_detect_cells=EMD_DETECT_CELLS,
+        **elimination_constants(p, iv.car_t_elimination),
+    )
+
+
+def elimination_constants(p: ParamSet, rule) -> dict:
+    """The trigger and the kinetics of a CAR T elimination rule (``None``: never)."""
+    if rule is None:
+        return dict(elimination_crs_grade=-1, elimination_icans_grade=-1, elimination_day=math.nan,
+                    elimination_per_h=0.0, elimination_hours=1.0)  # fmt: skip
+    switch = rule.agent == "icasp9_dimerizer"
+    fraction = rule.fraction if rule.fraction is not None else (
+        p.icasp9_eliminated_fraction if switch else p.antibody_eliminated_fraction
+    )  # fmt: skip
+    hours = rule.hours if rule.hours is not None else (p.icasp9_elimination_h if switch else p.antibody_elimination_h)
+    return dict(
+        elimination_crs_grade=-1 if rule.at_crs_grade is None else rule.at_crs_grade,
+        elimination_icans_grade=-1 if rule.at_icans_grade is None else rule.at_icans_grade,
+        elimination_day=math.nan if rule.on_day is None else rule.on_day,
+        elimination_per_h=-math.log1p(-fraction) / hours,
+        elimination_hours=hours,
     )
 
 

@@ -270,6 +270,10 @@ class Simulation:
             adjuvant_fold=fold,
             hsct_gvl_per_h=p.hsct_gvl_per_h,
             consolidation_hsct_day=nan if iv.consolidation_hsct_day is None else iv.consolidation_hsct_day,
+            infusion_days=np.array(sc.product.infusion_schedule()[0]),
+            infusion_fractions=np.array(sc.product.infusion_schedule()[1]),
+            hold_at_crs_grade=-1 if sc.product.hold_infusions_at_crs_grade is None else sc.product.hold_infusions_at_crs_grade,
+            dose_cells=self.dose_cells,
             rescue_hsct_day=nan if iv.rescue_hsct_day is None else iv.rescue_hsct_day,
         )
         ln2 = math.log(2)
@@ -433,8 +437,18 @@ class Simulation:
 
     @property
     def infused(self) -> bool:
-        """Whether the product has been given."""
+        """Whether the product has been given (its first infusion)."""
         return bool(self.st.scal[core.INFUSED])
+
+    @property
+    def infusions_given(self) -> int:
+        """Infusions of the schedule given so far (fewer than planned if the patient died first)."""
+        return int(self.st.scal[core.INFUSED])
+
+    @property
+    def dose_given_cells_per_kg(self) -> float:
+        """The CAR+ cells/kg the patient received so far."""
+        return self.patient.dose_cells_per_kg * float(self.st.scal[core.GIVEN_SHARE])
 
     @property
     def t_day(self) -> float:
@@ -452,6 +466,10 @@ class Simulation:
     def t_cell_space(self, car_t_cells: float) -> float:
         """Room left for CAR T division: max(0, 1 - T / room), room = min(K_T, burst of the infused cells)."""
         return float(t_cell_space(self.k.car_t, car_t_cells))
+
+    def elimination_per_h(self, t_day: float) -> float:
+        """The eliminating agent's hazard on CAR T cells over the step from ``t_day`` (0 unless given)."""
+        return float(core.cc.elimination_per_h(self.k.clinic, self.st.cs, t_day, self.dt))
 
     def rejection_per_h(self, t_day: float) -> float:
         """Host rejection of an allogeneic product, rising as host immunity recovers (1 - L(t))."""
@@ -517,9 +535,15 @@ class Simulation:
         self.st.scal[core.H_SET] = self.lineage.healthy[Stage.HSPC]  # donor marrow
         self.st.cs[core.cc.HSCT_DAY] = self.t_day
 
+    def infusion_due(self) -> bool:
+        """Whether the next infusion of the schedule falls before the current step."""
+        return core.pending_event(self.k, self.st) == core.INFUSE
+
     def infuse(self) -> None:
-        """Add the product to blood as memory-like and effector agents."""
-        total = self.dose_cells
+        """Add the next infusion (unless held for CRS) to blood as memory-like and effector agents."""
+        total = core.take_next_infusion(self.k, self.st)
+        if total < 1.0:
+            return
         n_agents = int(min(self.scenario.resolution.car_t_agents, max(total, 1)))
         n_mem = int(round(n_agents * self.memory_fraction))
         base = np.floor(total / n_agents)
@@ -529,7 +553,6 @@ class Simulation:
             ct.add(base + (1.0 if i < extra else 0.0), PB, MEMORY if i < n_mem else EFFECTOR)
         if ct.w is not self.st.car.w:
             raise AssertionError("the CAR T frame outgrew its preallocated capacity")
-        self.st.scal[core.INFUSED] = 1.0
 
     def _apply_event(self, event: int) -> None:
         if event == core.INFUSE:

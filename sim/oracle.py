@@ -177,20 +177,22 @@ class MeanField:
         return dy
 
     def solve(self, record_every_hours: float = 6.0):
-        """Integrate to the horizon (infusion at day 0) and return a DataFrame of key outputs."""
+        """Integrate to the horizon (infusions on their days) and return a DataFrame of key outputs."""
         import pandas as pd
 
         sim = self.sim
-        t_inf = -sim.t0_day * 24.0
+        days, fractions = sim.k.sched.infusion_days, sim.k.sched.infusion_fractions
+        t_inf = [(d - sim.t0_day) * 24.0 for d in days]
         t_end = sim.n_steps * sim.dt
         grid = np.arange(0.0, t_end + 1e-9, record_every_hours)
         y = self.initial_state()
         pieces = []
-        for a, b, infuse in ((0.0, t_inf, False), (t_inf, t_end, True)):
-            if infuse:
+        bounds = [0.0, *t_inf, t_end]
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            if i > 0:  # the infusion that opens this segment
                 y = y.copy()
-                y[PB * 3 + MEMORY] += sim.dose_cells * _memory_share(sim)
-                y[PB * 3 + EFFECTOR] += sim.dose_cells * (1 - _memory_share(sim))
+                y[PB * 3 + MEMORY] += sim.dose_cells * fractions[i - 1] * _memory_share(sim)
+                y[PB * 3 + EFFECTOR] += sim.dose_cells * fractions[i - 1] * (1 - _memory_share(sim))
             if b <= a:
                 continue
             ts = grid[(grid >= a) & (grid <= b)]

@@ -347,6 +347,33 @@ PARAMETERS: dict[str, Param] = {
         (0.002, 0.05),
     ),
     "hsct_blast_log_kill": Param(3.0, "log10", "assumed myeloablative conditioning", "L", (1.0, 5.0), low=0.0),
+    "icasp9_eliminated_fraction": Param(
+        0.9,
+        "fraction",
+        "inducible caspase 9 and its dimerizer (AP1903/rimiducid): > 90% of gene-modified T cells gone within "
+        "30 min (Di Stasi 2011 NEJM 365:1673); 85-95% within 30 min in 4 patients (Zhou 2015 Blood 125:4103)",
+        "M",
+        (0.85, 0.99),
+        high=0.999999,
+    ),
+    "icasp9_elimination_h": Param(0.5, "h", "Di Stasi 2011; Zhou 2015: within 30 min", "M", (0.25, 2.0), low=0.01),
+    "antibody_eliminated_fraction": Param(
+        0.9,
+        "fraction",
+        "assumed: a depleting antibody on a tag (cetuximab on truncated EGFR, rituximab on CD20) removes most "
+        "tagged cells, as in mice (Paszkiewicz 2016 J Clin Invest 126:4262); no human kinetics found",
+        "L",
+        (0.5, 0.99),
+        high=0.999999,
+    ),
+    "antibody_elimination_h": Param(
+        72.0,
+        "h",
+        "assumed: antibody-dependent killing over days, not minutes (no human kinetics found)",
+        "L",
+        (24.0, 168.0),
+        low=0.01,
+    ),
     "hsct_gvl_per_h": Param(0.002, "1/h", "assumed graft-versus-leukemia hazard", "L", (0.0, 0.01)),
     "hsct_cd34_per_kg": Param(4e6, "cells/kg", "typical graft CD34+ dose 2-5e6/kg", "M", low=1e4),
     # --- infections (hazards per day) ----------------------------------------------------

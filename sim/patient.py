@@ -19,6 +19,9 @@ def draw(d: Dist, g: np.random.Generator) -> float:
     """One draw of a scenario distribution, clipped to its ``low``/``high``."""
     if d.dist == "fixed":
         return float(d.value)
+    if d.dist == "choice":
+        w = np.ones(len(d.values)) if d.weights is None else np.asarray(d.weights, float)
+        return float(d.values[int(g.choice(len(d.values), p=w / w.sum()))])
     if d.dist == "normal":
         v = g.normal(d.mean, d.sd)
     elif d.dist == "lognormal":

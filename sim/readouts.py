@@ -156,6 +156,7 @@ def survival(c, horizon_day: float) -> dict:
         "death_day": c.death_day,
         "death_cause": c.death_cause,
         "hsct_day": c.hsct_day,
+        "car_t_eliminated_day": c.car_t_eliminated_day,
     }
 
 
@@ -227,6 +228,8 @@ def summarize(sim) -> dict:
         "version": __version__,
         "horizon_days": horizon,
         "dose_cells_per_kg": sim.patient.dose_cells_per_kg,
+        "infusions_given": sim.infusions_given,
+        "dose_given_cells_per_kg": sim.dose_given_cells_per_kg,
         "response_day28": resp,
         "best_response": best,
         "early_death": bool(early_death),

@@ -64,9 +64,11 @@ class Dist(_Strict):
 
     ``normal`` uses ``mean``/``sd``; ``lognormal`` uses ``median``/``sd_log``; ``uniform``
     and ``loguniform`` use ``low``/``high``. ``low``/``high`` also clip ``normal`` and ``lognormal`` draws.
+    ``choice`` draws one of ``values`` with probabilities in proportion to ``weights`` (equal
+    if omitted): dose levels with the patients spread over them, e.g. ``weights: [3, 3, 6]``.
     """
 
-    dist: Literal["fixed", "normal", "lognormal", "uniform", "loguniform"] = "fixed"
+    dist: Literal["fixed", "normal", "lognormal", "uniform", "loguniform", "choice"] = "fixed"
     value: float | None = None
     mean: float | None = None
     sd: float | None = Field(None, ge=0)
@@ -74,6 +76,8 @@ class Dist(_Strict):
     sd_log: float | None = Field(None, ge=0)
     low: float | None = None
     high: float | None = None
+    values: list[float] | None = Field(None, min_length=1)
+    weights: list[float] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -91,6 +95,7 @@ class Dist(_Strict):
             "lognormal": ("median", "sd_log"),
             "uniform": ("low", "high"),
             "loguniform": ("low", "high"),
+            "choice": ("values",),
         }[self.dist]
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
@@ -99,12 +104,18 @@ class Dist(_Strict):
             raise ValueError("low must not exceed high")
         if self.dist == "loguniform" and self.low <= 0:
             raise ValueError("a loguniform distribution needs low > 0")
+        if self.weights is not None and (
+            self.values is None or len(self.weights) != len(self.values) or min(self.weights) < 0 or sum(self.weights) <= 0
+        ):
+            raise ValueError("weights: one non-negative weight per value, not all zero")
         return self
 
     def support(self) -> tuple[float, float]:
         """Smallest and largest value a draw can take."""
         if self.dist == "fixed":
             return self.value, self.value
+        if self.dist == "choice":
+            return min(self.values), max(self.values)
         lo = self.low if self.low is not None else (0.0 if self.dist == "lognormal" else -math.inf)
         hi = self.high if self.high is not None else math.inf
         return lo, hi
@@ -234,8 +245,22 @@ class Icar(_Strict):
         return _check_antigen(v)
 
 
+class Infusion(_Strict):
+    """One infusion of a split or repeated dose: its day and its share of the product's dose."""
+
+    day: float = Field(ge=0, le=3650, description="days after the first infusion (day 0)")
+    fraction: float | None = Field(None, gt=0, le=1, description="share of product.dose_cells_per_kg")
+    dose_cells_per_kg: float | None = Field(None, gt=0, le=1e12, description="or the cells/kg of this infusion")
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> Infusion:
+        if (self.fraction is None) == (self.dose_cells_per_kg is None):
+            raise ValueError("either fraction or dose_cells_per_kg")
+        return self
+
+
 class Product(_Strict):
-    """The CAR T product and its dose."""
+    """The CAR T product and its dose (all on day 0, or split over ``infusions``)."""
 
     car: Car
     icar: Icar | None = None
@@ -252,6 +277,14 @@ class Product(_Strict):
         description="binder: scales the density thresholds of killing and cytokine release (<1: more sensitive)",
     )
     knockout: list[str] = Field([], description="antigens edited out of the product's T cells (no fratricide through them)")
+    infusions: list[Infusion] | None = Field(
+        None,
+        min_length=1,
+        description="split or repeated dosing, e.g. [{day: 0, fraction: 0.1}, {day: 1, fraction: 0.3}, {day: 2, fraction: 0.6}]",
+    )
+    hold_infusions_at_crs_grade: int | None = Field(
+        None, ge=1, le=4, description="infusions after the first are held once CRS reaches this grade (Frey 2020: early CRS)"
+    )
 
     _known_knockouts = field_validator("knockout")(classmethod(lambda cls, v: _check_antigens(v)))
 
@@ -259,6 +292,35 @@ class Product(_Strict):
     @classmethod
     def _positive_dose(cls, d: Dist) -> Dist:
         return _dist_in(d, 0.0, 1e12, "a dose in CAR+ cells/kg", strict_low=True)
+
+    @field_validator("infusions")
+    @classmethod
+    def _infusion_schedule(cls, v: list[Infusion] | None, info: ValidationInfo) -> list[Infusion] | None:
+        if v is None:
+            return v
+        days = [i.day for i in v]
+        if days[0] != 0.0 or any(b <= a for a, b in zip(days, days[1:], strict=False)):
+            raise KeyedValueError("day", days, "increasing days starting on day 0 (days count from the first infusion)")
+        kinds = {i.fraction is None for i in v}
+        if len(kinds) > 1:
+            raise KeyedValueError("fraction", days, "every infusion as a fraction, or every one in cells/kg")
+        if v[0].fraction is not None and abs(sum(i.fraction for i in v) - 1.0) > 1e-6:
+            raise KeyedValueError("fraction", [i.fraction for i in v], "fractions that add up to 1")
+        dose = info.data.get("dose_cells_per_kg")
+        if v[0].fraction is None and dose is not None:
+            total = sum(i.dose_cells_per_kg for i in v)
+            if dose.dist != "fixed" or not math.isclose(dose.value, total, rel_tol=1e-6):
+                raise KeyedValueError(
+                    "dose_cells_per_kg", total, f"infusions that add up to product.dose_cells_per_kg ({dose.value:g})"
+                )
+        return v
+
+    def infusion_schedule(self) -> tuple[list[float], list[float]]:
+        """Days and shares of the dose: one infusion on day 0 unless ``infusions`` split it."""
+        if self.infusions is None:
+            return [0.0], [1.0]
+        amounts = [i.fraction if i.fraction is not None else i.dose_cells_per_kg for i in self.infusions]
+        return [i.day for i in self.infusions], [a / sum(amounts) for a in amounts]
 
     @field_validator("icar")
     @classmethod
@@ -282,6 +344,28 @@ class Lymphodepletion(_Strict):
     days: float = Field(3.0, gt=0, le=10)
 
 
+class CarTElimination(_Strict):
+    """Eliminating the CAR T cells: a suicide switch or a depleting antibody, given once by rule.
+
+    ``icasp9_dimerizer``: inducible caspase 9 and AP1903/rimiducid (minutes);
+    ``anti_tag_antibody``: cetuximab on truncated EGFR or rituximab on CD20 (days). ``fraction``
+    and ``hours`` default to the agent's parameters.
+    """
+
+    agent: Literal["icasp9_dimerizer", "anti_tag_antibody"]
+    at_crs_grade: int | None = Field(None, ge=1, le=4)
+    at_icans_grade: int | None = Field(None, ge=1, le=4)
+    on_day: float | None = Field(None, ge=0, description="or on this day whatever happens (e.g. before HSCT)")
+    fraction: float | None = Field(None, gt=0, lt=1, description="share of CAR T cells it removes")
+    hours: float | None = Field(None, gt=0, le=720, description="over how many hours")
+
+    @model_validator(mode="after")
+    def _a_trigger(self) -> CarTElimination:
+        if self.at_crs_grade is None and self.at_icans_grade is None and self.on_day is None:
+            raise ValueError("a trigger: at_crs_grade, at_icans_grade or on_day")
+        return self
+
+
 class Interventions(_Strict):
     """Rule-based interventions: tocilizumab, corticosteroids, platelet transfusion, consolidating allo-HSCT."""
 
@@ -295,6 +379,7 @@ class Interventions(_Strict):
     rescue_hsct_day: float | None = Field(
         None, gt=0, description="allo-HSCT on this day whatever the response (e.g. after a CD45 CAR)"
     )
+    car_t_elimination: CarTElimination | None = None
 
 
 class Adjuvant(_Strict):
@@ -390,6 +475,15 @@ class Scenario(_Strict):
             if not (p.low <= value <= p.high) or not math.isfinite(value):
                 raise KeyedValueError(name, value, f"a finite value within [{p.low:g}, {p.high:g}] {p.unit}")
         return v
+
+    @field_validator("lymphodepletion")
+    @classmethod
+    def _lymphodepletion_before_infusion(cls, ld: Lymphodepletion) -> Lymphodepletion:
+        if ld.enabled and ld.start_day + ld.days > 0.0:
+            raise KeyedValueError(
+                "days", ld.days, f"lymphodepletion over by day 0, the first infusion (start_day {ld.start_day:g} + days)"
+            )
+        return ld
 
     @field_validator("dt_hours")
     @classmethod

@@ -15,7 +15,8 @@ antigen does not sustain proliferation):
 * memory -> effector at ``k_diff * g``; effector -> memory at ``f_rev * d_E * (1 - g)``;
 * memory/effector -> exhausted at ``k_exh(costimulation) * sigma`` per engagement (memory
   at half that rate);
-* every cell also dies at ``d_extra`` (host rejection of an allogeneic product).
+* every cell also dies at ``d_extra``: host rejection of an allogeneic product, and an
+  eliminating agent (suicide switch, depleting antibody) while the clinic gives it.
 
 Daughters inherit the parent's state (the agent's weight grows); cells that change
 phenotype join one new agent per compartment and phenotype this step, unless the whole
@@ -101,7 +102,7 @@ def smooth_stimulation(k, stim, sigma, dt):
 
 
 @njit(cache=True)
-def step_probabilities(dt, k, st, ld_signal, damp):
+def step_probabilities(dt, k, st, ld_signal, damp, eliminated_per_h):
     """Per compartment and phenotype over dt: P(divide), P(die), P(change), and the split of changers.
 
     Returns ``prob[c, cls, 0..2]`` and ``split[c, cls, to]`` (the conditional share of the
@@ -112,7 +113,7 @@ def step_probabilities(dt, k, st, ld_signal, damp):
     for i in range(st.car.n[0]):
         total += st.car.w[i]
     space = t_cell_space(k, total)
-    d_extra = rejection_per_h(k, ld_signal)
+    d_extra = rejection_per_h(k, ld_signal) + eliminated_per_h
     probs = np.zeros((N_COMP, 3, 3))
     split = np.zeros((N_COMP, 3, 3))
     for c in range(N_COMP):
@@ -132,13 +133,16 @@ def step_probabilities(dt, k, st, ld_signal, damp):
 
 
 @njit(cache=True)
-def nb_update_car_t(dt, k, st, ld_signal, damp, rs):
-    """Divide, die and change phenotype; update ``st.car.n[0]`` (at most 9 spawns)."""
+def nb_update_car_t(dt, k, st, ld_signal, damp, eliminated_per_h, rs):
+    """Divide, die and change phenotype; update ``st.car.n[0]`` (at most 9 spawns).
+
+    ``eliminated_per_h``: the eliminating agent's hazard this step (0 unless the clinic gave it).
+    """
     begin(rs, S_CAR_T)
     f = st.car
     n = f.n[0]
     smooth_stimulation(k, st.stim, st.sigma, dt)
-    probs, split = step_probabilities(dt, k, st, ld_signal, damp)
+    probs, split = step_probabilities(dt, k, st, ld_signal, damp, eliminated_per_h)
     acc = np.zeros((N_COMP, 3))
     pick = np.zeros((N_COMP, 3), np.int64)
     for i in range(n):

@@ -37,8 +37,10 @@ from sim.core.random import S_INFECTION, uniform
     N_INFECTIONS,
     PLT_TRANSFUSED,
     PLT_TRANSFUSIONS,
-) = range(20)
-N_SLOTS = 20
+    ELIMINATION_DAY,
+    ELIMINATION_UNTIL,
+) = range(22)
+N_SLOTS = 22
 #: Infection events kept per patient (later ones are counted but not stored).
 MAX_INFECTIONS = 256
 
@@ -94,6 +96,11 @@ class ClinicConst(NamedTuple):
     transfused_clearance_per_h: float
     pb_blast_detect_per_ul: float
     emd_detect_cells: float
+    elimination_crs_grade: int  # CAR T elimination (suicide switch, depleting antibody) at this CRS grade; -1: never
+    elimination_icans_grade: int  # or ICANS grade; -1: never
+    elimination_day: float  # or on this day (NaN: never)
+    elimination_per_h: float  # hazard on every CAR T cell while the agent acts
+    elimination_hours: float  # how long it acts
 
 
 class Readings(NamedTuple):
@@ -125,6 +132,7 @@ def fresh_state():
         cs[slot] = 0.0
     cs[TOCI_UNTIL] = -np.inf
     cs[STEROID_UNTIL] = -np.inf
+    cs[ELIMINATION_UNTIL] = -np.inf
     cs[DEATH_CAUSE] = 0.0
     cs[N_INFECTIONS] = 0.0
     return cs, np.zeros((MAX_INFECTIONS, 3))
@@ -181,6 +189,27 @@ def apply_interventions(k, cs, t_end):
     if crs_rule or icans_rule:
         cs[STEROID_UNTIL] = t_end + k.steroid_days
         cs[STEROIDS_GIVEN] = 1.0
+
+
+@njit(cache=True)
+def trigger_elimination(k, cs, t_end):
+    """Give the eliminating agent once, at its CRS or ICANS grade or on its day."""
+    if not math.isnan(cs[ELIMINATION_DAY]):
+        return
+    by_crs = k.elimination_crs_grade >= 0 and cs[CRS_NOW] >= k.elimination_crs_grade
+    by_icans = k.elimination_icans_grade >= 0 and cs[ICANS_NOW] >= k.elimination_icans_grade
+    if by_crs or by_icans or t_end >= k.elimination_day:  # NaN day: False
+        cs[ELIMINATION_DAY] = t_end
+        cs[ELIMINATION_UNTIL] = t_end + k.elimination_hours / 24.0
+
+
+@njit(cache=True)
+def elimination_per_h(k, cs, t_day, dt_h):
+    """Mean elimination hazard on CAR T cells over the step [t_day, t_day + dt_h): the agent's share of it."""
+    if math.isnan(cs[ELIMINATION_DAY]):
+        return 0.0
+    overlap_h = (min(t_day + dt_h / 24.0, cs[ELIMINATION_UNTIL]) - max(t_day, cs[ELIMINATION_DAY])) * 24.0
+    return k.elimination_per_h * max(overlap_h, 0.0) / dt_h
 
 
 @njit(cache=True)
@@ -276,6 +305,7 @@ def nb_clinic_update(k, cs, inf, r, t_day, t_end, rs):
     dt_h = (t_end - t_day) * 24.0
     update_grades(k, cs, r, t_day, dt_h)
     apply_interventions(k, cs, t_end)
+    trigger_elimination(k, cs, t_end)
     transfuse_platelets(k, cs, r, dt_h)
     if t_day >= 0.0:
         draw_infections(k, cs, inf, t_day, dt_h, r, rs)

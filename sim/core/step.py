@@ -49,8 +49,9 @@ from sim.core.traffic import TrafficConst, nb_traffic_cells, traffic_rates
 STEP_PHASES = ("resample", "engage", "car_t", "blasts", "hematopoiesis", "cytokines", "traffic", "observe")
 
 # slots of ``PatientState.scal``
-STEP, H_SET, INFUSED, ADJUVANT_ON = 0, 1, 2, 3
-N_SCAL = 4
+# INFUSED and HELD: infusions of the schedule given and held back (for CRS); GIVEN_SHARE: of the dose
+STEP, H_SET, INFUSED, ADJUVANT_ON, HELD, GIVEN_SHARE = range(6)
+N_SCAL = 6
 
 # what nb_run returns
 DONE, INFUSE, TRANSPLANT = 0, 1, 2
@@ -104,6 +105,10 @@ class Schedule(NamedTuple):
     hsct_gvl_per_h: float
     consolidation_hsct_day: float  # NaN: none
     rescue_hsct_day: float  # NaN: none
+    infusion_days: np.ndarray  # increasing, the first 0
+    infusion_fractions: np.ndarray  # shares of the patient's dose
+    hold_at_crs_grade: int  # later infusions are held once CRS reaches this grade (-1: never)
+    dose_cells: float  # the patient's whole dose (CAR+ cells)
 
 
 class Consts(NamedTuple):
@@ -269,7 +274,8 @@ def phase_car_t(k, st, rs, rec):
     t = t_day_of(k, st)
     if k.cytokines.il18_boost_max > 0.0:
         nb_il18_boost(k.cytokines, st.cyt, st.boost)
-    nb_update_car_t(k.sched.dt_h, k.car_t, st, ld_signal(k.sched, t), cc.steroid_damp(st.cs, t), rs)
+    eliminated = cc.elimination_per_h(k.clinic, st.cs, t, k.sched.dt_h)
+    nb_update_car_t(k.sched.dt_h, k.car_t, st, ld_signal(k.sched, t), cc.steroid_damp(st.cs, t), eliminated, rs)
 
 
 @njit(cache=True)
@@ -352,15 +358,32 @@ def nb_step(k, st, rs, rec):
 def pending_event(k, st):
     """The event due before the current step: ``INFUSE``, ``TRANSPLANT`` or ``DONE`` (none)."""
     t = t_day_of(k, st)
-    if st.scal[INFUSED] == 0.0 and t >= 0.0:
-        return INFUSE
     sc = k.sched
+    i = int(st.scal[INFUSED] + st.scal[HELD])
+    if i < sc.infusion_days.shape[0] and t >= sc.infusion_days[i]:
+        return INFUSE
     if math.isnan(st.cs[cc.HSCT_DAY]):
         if t >= sc.consolidation_hsct_day and cc.in_remission(k.clinic, read_patient(k, st)):
             return TRANSPLANT
         if t >= sc.rescue_hsct_day:
             return TRANSPLANT
     return DONE
+
+
+def take_next_infusion(k, st) -> float:
+    """Give (or hold, once CRS reached the hold grade) the next infusion of the schedule; return its cells.
+
+    Shares are rounded on the running total, so the infusions add up to the dose.
+    """
+    sc = k.sched
+    i = int(st.scal[INFUSED] + st.scal[HELD])
+    if i > 0 and 0 <= sc.hold_at_crs_grade <= st.cs[cc.CRS_NOW]:
+        st.scal[HELD] += 1.0
+        return 0.0
+    st.scal[INFUSED] += 1.0
+    st.scal[GIVEN_SHARE] += sc.infusion_fractions[i]
+    cum = np.concatenate((np.zeros(1), np.cumsum(sc.infusion_fractions)))
+    return float(np.round(sc.dose_cells * cum[i + 1]) - np.round(sc.dose_cells * cum[i]))
 
 
 @njit(cache=True, nogil=True)

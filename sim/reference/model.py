@@ -39,7 +39,7 @@ from sim.core.cytokines import MAC, nb_il18_boost
 from sim.core.engage import add_tissue_engagement, bystander_hazard, competence, kill_hazard_and_stimulation
 from sim.core.hematopoiesis import N_STAGES, gcsf_fold, mitotic_transit
 from sim.core.platelets import nb_step_platelets
-from sim.core.step import blast_extra_death
+from sim.core.step import blast_extra_death, take_next_infusion
 from sim.model import STEP_PHASES, Simulation, stage_compartments
 from sim.scenario import Scenario
 
@@ -149,7 +149,6 @@ class ReferenceModel(mesa.Model):
         for j in range(bl.n):
             for _ in range(int(bl.w[j])):
                 Blast(self, int(bl.comp[j]), int(bl.cls[j]), [float(v) for v in bl.x[: len(host.atlas.names), j]])
-        self.infused = False
         self._observe()
 
     # ------------------------------------------------------------------ views
@@ -164,7 +163,7 @@ class ReferenceModel(mesa.Model):
     def step(self) -> None:
         """Advance one dt: infusion when due, then the phases of ``sim.model.STEP_PHASES``."""
         host = self.host
-        if not self.infused and host.t_day >= 0.0:
+        while host.infusion_due():
             self._infuse()
         for name in STEP_PHASES:
             getattr(self, f"_phase_{name}")()
@@ -182,11 +181,10 @@ class ReferenceModel(mesa.Model):
         return Result(host.scenario, host.patient, summarize(host), host.recorder)
 
     def _infuse(self) -> None:
-        total = int(self.host.dose_cells)
+        total = int(take_next_infusion(self.host.k, self.host.st))
         n_mem = int(round(total * self.host.memory_fraction))
         for i in range(total):
             CarTCell(self, PB, MEMORY if i < n_mem else EFFECTOR)
-        self.infused = True
 
     def _bernoulli(self, p: float) -> bool:
         return p > 0.0 and (p >= 1.0 or self.random.random() < p)
@@ -247,7 +245,7 @@ class ReferenceModel(mesa.Model):
         cells = self.cells(CarTCell)
         space = host.t_cell_space(float(len(cells)))
         ld, damp = host.ld_signal(host.t_day), host.damp
-        d_extra = host.rejection_per_h(host.t_day)
+        d_extra = host.rejection_per_h(host.t_day) + host.elimination_per_h(host.t_day)
         for t in cells:
             c = t.comp
             g = _signal(host.k.car_t, host.stim[c])
