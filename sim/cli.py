@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from sim.errors import UserError
+
+warnings.formatwarning = lambda message, category, *args, **kwargs: f"{category.__name__}: {message}\n"
 
 app = typer.Typer(
     add_completion=False,

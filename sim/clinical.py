@@ -43,6 +43,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from sim.core import clinic as cc
 from sim.core.random import new_state as new_streams
 from sim.core.step import read_patient
@@ -85,6 +87,8 @@ class ClinicalState:
     relapse_icar_protected_fraction: float | None = None
     hsct_day: float | None = None
     car_t_eliminated_day: float | None = None
+    gvhd_day: float | None = None
+    gvhd_grade: int = 0
     platelet_transfusions: int = 0
     platelets_transfused_1e9_per_l: float = 0.0
     death_day: float | None = None
@@ -130,6 +134,8 @@ class ClinicalState:
             relapse_icar_protected_fraction=opt(cc.RELAPSE_ICAR),
             hsct_day=opt(cc.HSCT_DAY),
             car_t_eliminated_day=opt(cc.ELIMINATION_DAY),
+            gvhd_day=opt(cc.GVHD_DAY),
+            gvhd_grade=int(cs[cc.GVHD_GRADE]),
             platelet_transfusions=int(cs[cc.PLT_TRANSFUSIONS]),
             platelets_transfused_1e9_per_l=float(cs[cc.PLT_TRANSFUSED]),
             death_day=opt(cc.DEATH_DAY),
@@ -137,7 +143,9 @@ class ClinicalState:
         )
 
 
-def clinic_constants(p: ParamSet, scenario, prior_hsct: bool, blood_l: float, marrow_cells: float) -> cc.ClinicConst:
+def clinic_constants(
+    p: ParamSet, scenario, prior_hsct: bool, blood_l: float, marrow_cells: float, dose_cells_per_kg: float
+) -> cc.ClinicConst:
     """The compiled clinic's constants from parameters ``p``, the scenario's intervention rules and the patient's body."""
     iv = scenario.interventions
     threshold = iv.platelet_transfusion_below_1e9_per_l
@@ -187,7 +195,36 @@ def clinic_constants(p: ParamSet, scenario, prior_hsct: bool, blood_l: float, ma
         pb_blast_detect_per_ul=PB_BLAST_DETECT_PER_UL,
         emd_detect_cells=EMD_DETECT_CELLS,
         **elimination_constants(p, iv.car_t_elimination),
+        gvhd_per_day=gvhd_per_day(p, scenario.product, dose_cells_per_kg),
+        gvhd_grade_cumulative=tuple(float(x) for x in np.cumsum(GVHD_GRADE_SHARES)),
+        gvhd_grade4_fatality=p.gvhd_grade4_fatality,
+        **hsct_rule_constants(scenario),
     )
+
+
+def hsct_rule_constants(scenario) -> dict:
+    """The compiled assessment of ``consolidation.hsct`` (none: never assessed)."""
+    rule = scenario.consolidation.hsct
+    return dict(
+        hsct_assess_day=math.nan if rule is None else rule.assess_day,
+        hsct_who=0 if rule is None else ("all", "responders", "mrd_negative").index(rule.who),
+        hsct_anc_below_1e9_per_l=math.inf if rule is None or rule.anc_below_1e9_per_l is None else rule.anc_below_1e9_per_l,
+        mrd_below_fraction=scenario.outputs.mrd_sensitivity,
+    )
+
+
+#: Grades I-IV of acute GVHD once it starts (assumed: after donor-derived CAR T it is mostly
+#: grade I-II, e.g. 2 of 43 both <= II in Zhang C 2021 Leukemia 35:1563).
+GVHD_GRADE_SHARES = (0.4, 0.4, 0.15, 0.05)
+
+
+def gvhd_per_day(p: ParamSet, product, dose_cells_per_kg: float) -> float:
+    """Acute GVHD hazard of the product: its TCR-bearing share, whose cells they are, and the dose."""
+    if product.source == "autologous":
+        return 0.0
+    share = {"intact": 1.0, "knocked_out": p.gvhd_tcr_knocked_out_share, "retained_er": p.gvhd_tcr_retained_er_share}
+    fold = p.gvhd_third_party_fold if product.source == "third_party" else 1.0
+    return p.gvhd_per_day_at_1e6_per_kg * share[product.tcr] * fold * dose_cells_per_kg / 1e6
 
 
 def elimination_constants(p: ParamSet, rule) -> dict:
@@ -224,7 +261,8 @@ class Clinic:
         self.p = sim.p
         suffix = f".{replicate}" if replicate else ""
         self.rs = rs if rs is not None else new_streams(sim.scenario.seed, sim.index, suffix)
-        self.k = clinic_constants(sim.p, sim.scenario, sim.patient.prior_hsct, sim.volume_l[1], sim.c_norm)
+        pt = sim.patient
+        self.k = clinic_constants(sim.p, sim.scenario, pt.prior_hsct, sim.volume_l[1], sim.c_norm, pt.dose_cells_per_kg)
         self.cs, self.inf = cc.fresh_state()
 
     @property

@@ -275,6 +275,7 @@ class Simulation:
             hold_at_crs_grade=-1 if sc.product.hold_infusions_at_crs_grade is None else sc.product.hold_infusions_at_crs_grade,
             dose_cells=self.dose_cells,
             rescue_hsct_day=nan if iv.rescue_hsct_day is None else iv.rescue_hsct_day,
+            hsct_rule_day=nan if sc.consolidation.hsct is None else sc.consolidation.hsct.day,
         )
         ln2 = math.log(2)
         return Consts(
@@ -309,7 +310,7 @@ class Simulation:
                 fitness=self.expansion_fitness,
                 room_cells=self.car_t_room,
                 il18_boost_max=self.il18_boost_max,
-                rejection_per_h=p.allo_rejection_per_h if sc.product.donor == "allogeneic" else 0.0,
+                rejection_per_h=p.allo_rejection_per_h if sc.product.source == "third_party" else 0.0,
             ),
             blasts=BlastConst(
                 self.r_b,
@@ -521,17 +522,22 @@ class Simulation:
 
     # ------------------------------------------------------------------ events
     def transplant(self) -> None:
-        """Consolidating allo-HSCT: conditioning, CAR T ablation, donor graft, then GVL."""
+        """Allo-HSCT: conditioning (myeloablative unless the rule says reduced intensity), donor graft, then GVL."""
         p = self.p
         suffix = f".{self.replicate}" if self.replicate else ""
         draws = rng.generator(self.scenario.seed, self.index, f"hsct{suffix}")
-        for frame, survive in ((self.blasts, 10.0**-p.hsct_blast_log_kill), (self.car_t, 1e-4)):
+        rule = self.scenario.consolidation.hsct
+        if rule is not None and rule.conditioning == "reduced_intensity":
+            log_kill, car_t_left, myeloid_left = p.hsct_ric_blast_log_kill, p.hsct_car_t_survival_ric, p.hsct_myeloid_survival_ric
+        else:
+            log_kill, car_t_left, myeloid_left = p.hsct_blast_log_kill, p.hsct_car_t_survival_myeloablative, 0.01
+        for frame, survive in ((self.blasts, 10.0**-log_kill), (self.car_t, car_t_left)):
             w = frame.w[: frame.n]
             w[:] = draws.binomial(w.astype(np.int64), survive).astype(float)
         my = self.myeloid.w
-        my[: Stage.MONOCYTE] = np.round(my[: Stage.MONOCYTE] * 0.01)
-        self.platelets[:-1] *= 0.01  # conditioning takes the megakaryocyte chain as it takes the myeloid one
-        my[Stage.HSPC] = float(np.round(p.hsct_cd34_per_kg * self.patient.weight_kg))
+        my[: Stage.MONOCYTE] = np.round(my[: Stage.MONOCYTE] * myeloid_left)
+        self.platelets[:-1] *= myeloid_left  # conditioning takes the megakaryocyte chain as it takes the myeloid one
+        my[Stage.HSPC] = float(np.round(p.hsct_cd34_per_kg * p.hsct_homing_fraction * self.patient.weight_kg))
         self.st.scal[core.H_SET] = self.lineage.healthy[Stage.HSPC]  # donor marrow
         self.st.cs[core.cc.HSCT_DAY] = self.t_day
 

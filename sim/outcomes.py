@@ -86,6 +86,19 @@ BINARY: dict[str, Outcome] = {
             "relapse with mostly CAR-antigen-negative marrow blasts (pre-existing or lost under pressure)",
             _flag("relapse_antigen_negative"),
         ),
+        Outcome(
+            "infusion_held",
+            "a later infusion held for CRS (less than the planned dose given)",
+            lambda d: d.dose_given_cells_per_kg < d.dose_cells_per_kg * (1 - 1e-9),
+        ),
+        Outcome(
+            "car_t_eliminated",
+            "CAR T cells eliminated (suicide switch or depleting antibody)",
+            lambda d: d.car_t_eliminated_day.notna(),
+        ),
+        Outcome("hsct", "allo-HSCT within the horizon", lambda d: d.hsct_day.notna()),
+        Outcome("gvhd_any", "acute GVHD of any grade", _at_least("gvhd_grade", 1)),
+        Outcome("gvhd_grade_ge3", "acute GVHD grade III-IV", _at_least("gvhd_grade", 3)),
         Outcome("relapse_icar_protected", "relapse with mostly iCAR-protected marrow blasts", _flag("relapse_icar_protected")),
     )
 }

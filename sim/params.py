@@ -346,7 +346,50 @@ PARAMETERS: dict[str, Param] = {
         "L",
         (0.002, 0.05),
     ),
+    "gvhd_per_day_at_1e6_per_kg": Param(
+        5e-4,
+        "1/d",
+        "acute GVHD onset hazard, days 7-100, of a product from the patient's HSCT donor with its TCR, per 1e6 "
+        "cells/kg given: 3 of 66 pooled (0/10 Kochenderfer 2013 Blood 122:4129; 2/43 Zhang C 2021 Leukemia 35:1563; "
+        "1/13 Del Bufalo 2023 Blood 142:146), -ln(1 - 3/66) / 93 d",
+        "L",
+        (1e-4, 5e-3),
+    ),
+    "gvhd_third_party_fold": Param(
+        5.0, "x", "assumed: an HLA-mismatched third party's TCRs against a host not tolerant of them", "L", (1.0, 20.0)
+    ),
+    "gvhd_tcr_knocked_out_share": Param(
+        0.01, "fraction", "assumed: TCR-positive cells left after TRAC knockout and depletion (< 1%)", "L", (0.001, 0.05)
+    ),
+    "gvhd_tcr_retained_er_share": Param(
+        0.05, "fraction", "assumed: surface TCR left when an ER-retained anti-CD3 scFv (KDEL) holds it inside", "L", (0.01, 0.3)
+    ),
+    "gvhd_grade4_fatality": Param(
+        0.5, "probability", "assumed: grade IV acute GVHD is fatal in about half (steroid-refractory)", "L", (0.2, 0.8), high=1.0
+    ),
     "hsct_blast_log_kill": Param(3.0, "log10", "assumed myeloablative conditioning", "L", (1.0, 5.0), low=0.0),
+    "hsct_ric_blast_log_kill": Param(
+        1.5, "log10", "assumed: reduced-intensity conditioning kills less leukemia, relying on GVL", "L", (0.5, 3.0), low=0.0
+    ),
+    "hsct_car_t_survival_myeloablative": Param(
+        1e-4, "fraction", "assumed: myeloablative conditioning spares few circulating T cells", "L", (1e-6, 1e-3), high=1.0
+    ),
+    "hsct_car_t_survival_ric": Param(
+        1e-2,
+        "fraction",
+        "assumed: reduced-intensity (fludarabine-based) conditioning leaves some CAR T cells, which may meet the "
+        "donor's target-positive neutrophils",
+        "L",
+        (1e-4, 0.1),
+        high=1.0,
+    ),
+    "hsct_myeloid_survival_ric": Param(
+        0.1,
+        "fraction",
+        "assumed: host myelopoiesis left by reduced-intensity conditioning (0.01 myeloablative)",
+        "L",
+        (0.01, 0.5),
+    ),
     "icasp9_eliminated_fraction": Param(
         0.9,
         "fraction",
@@ -376,6 +419,16 @@ PARAMETERS: dict[str, Param] = {
     ),
     "hsct_gvl_per_h": Param(0.002, "1/h", "assumed graft-versus-leukemia hazard", "L", (0.0, 0.01)),
     "hsct_cd34_per_kg": Param(4e6, "cells/kg", "typical graft CD34+ dose 2-5e6/kg", "M", low=1e4),
+    "hsct_homing_fraction": Param(
+        0.3,
+        "fraction",
+        "calibrated: the graft's CD34+ cells that seed the marrow, set so that the median ANC engraftment "
+        "(>= 0.5e9/L) after 4e6/kg comes at 13.5 d (CLL1 responders, 40 patients), against 14 d after blood "
+        "stem-cell grafts (Champlin 2000 Blood 95:3702; 19 d after marrow)",
+        "L",
+        (0.05, 1.0),
+        high=1.0,
+    ),
     # --- infections (hazards per day) ----------------------------------------------------
     "infection_bacterial_per_day": Param(0.001, "1/d", "calibrated: baseline outside neutropenia", "L", (5e-4, 0.01)),
     "infection_anc_fold_below_1": Param(3.0, "x", "Bodey 1966: risk rises below 1.0e9/L", "L", (1.0, 10.0), low=1.0),

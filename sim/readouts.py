@@ -157,6 +157,8 @@ def survival(c, horizon_day: float) -> dict:
         "death_cause": c.death_cause,
         "hsct_day": c.hsct_day,
         "car_t_eliminated_day": c.car_t_eliminated_day,
+        "gvhd_day": c.gvhd_day,
+        "gvhd_grade": c.gvhd_grade,
     }
 
 
@@ -172,6 +174,14 @@ def nadir_and_recovery(t: np.ndarray, values: np.ndarray, post: np.ndarray, leve
     if values[k_nadir] >= level:
         return k_nadir, None
     return k_nadir, first_day(t, (np.arange(len(t)) > k_nadir) & (values >= level))
+
+
+def engraftment_days(t: np.ndarray, anc: np.ndarray, hsct_day: float | None) -> float | None:
+    """Days from HSCT to ANC >= 0.5e9/L again after the post-conditioning nadir (None: no HSCT, or not yet)."""
+    if hsct_day is None:
+        return None
+    recovery = nadir_and_recovery(t, anc, t >= hsct_day, 0.5)[1]
+    return None if recovery is None else recovery - hsct_day
 
 
 def platelet_summary(t: np.ndarray, own: np.ndarray, post: np.ndarray, k0: int, k28: int, transfusions: int) -> dict:
@@ -252,6 +262,7 @@ def summarize(sim) -> dict:
         "days_anc_below_0_5": days_below(t[post], anc[post], 0.5),
         "days_anc_below_0_1": days_below(t[post], anc[post], 0.1),
         "anc_recovery_day": recovery,
+        "hsct_engraftment_days": engraftment_days(t, anc, c.hsct_day),
         **platelet_summary(t, r.platelets, post, k0, k28, c.platelet_transfusions),
         "car_t_peak_cells_per_ul_blood": float(car_t_pb[k_peak]),
         "car_t_tmax_days": float(t[k_peak]),

@@ -344,6 +344,48 @@ def trials_report(n: int, workers: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Rows of a protocol scenario: the trial rows read in the project's own terms, and what its schedule did.
+PROTOCOL_ROWS = (
+    ("marrow remission CR/CRh/CRi/MLFS", "cr_cri_mlfs"),
+    ("CR + CRh + CRi", "cr_cri"),
+    ("MRD-negative CR/CRh/CRi", "mrd_negative_cr"),
+    ("CRS grade >= 3", "crs_grade_ge3"),
+    ("ICANS any grade", "icans_any"),
+    ("IEC-HS", "iec_hs"),
+    ("infection by day 28", "infection_any_day28"),
+    ("death within the horizon", "death"),
+    ("a later infusion held for CRS", "infusion_held"),
+    ("CAR T cells eliminated", "car_t_eliminated"),
+    ("allo-HSCT", "hsct"),
+    ("acute GVHD, any grade", "gvhd_any"),
+)
+
+
+def protocols_report(n: int, workers: int) -> str:
+    """TRIALS.md (generated part, continued): the protocol scenarios, which report no outcomes here."""
+    from sim.cohort import OUTCOMES, wilson
+
+    lines = [
+        "",
+        "# Protocols written from methods sections (`scenarios/protocols/`)",
+        "",
+        "Products and schedules as trials give them (split and held doses, dose levels, donor-derived and third-party "
+        f"products, CAR T elimination, HSCT by rule): {n} patients each; no outcome of theirs is used here.",
+    ]
+    for path in sorted((ROOT / "scenarios" / "protocols").glob("*.yaml")):
+        sc = load_scenario(path)
+        patients = run_cohort(sc, n, workers).patients
+        lines += ["", f"## {sc.name}: {sc.description}", "", f"Source: {sc.source}.", ""]
+        lines += [f"| outcome | {n} patients (95% CI) |", "|---|---|"]
+        for label, metric in PROTOCOL_ROWS:
+            hits = OUTCOMES[metric](patients)
+            lines.append(f"| {label} | {_cell(wilson(int(hits.sum()), len(hits)))} |")
+        days = patients.hsct_engraftment_days.dropna()
+        if len(days):
+            lines.append(f"| median days from HSCT to ANC >= 0.5 | {days.median():.1f} ({len(days)} engrafted) |")
+    return "\n".join(lines) + "\n"
+
+
 def _keep_discussion(path: Path, generated: str) -> str:
     """The generated text followed by the hand-written part of an existing report."""
     old = path.read_text() if path.exists() else ""
@@ -481,7 +523,7 @@ def main() -> None:
     name, generate = {
         "il1rap": ("IL1RAP_FORECAST.md", lambda: il1rap_forecast(args.n, workers)),
         "icar": ("ICAR.md", lambda: icar_report(args.n, args.grid_n or max(args.n // 5, 20), workers, out)),
-        "trials": ("TRIALS.md", lambda: trials_report(args.n, workers)),
+        "trials": ("TRIALS.md", lambda: trials_report(args.n, workers) + protocols_report(args.n, workers)),
         "sweeps": ("SWEEPS.md", lambda: sweeps_report(args.runs, out)),
         "screen": ("TARGET_SCREEN.md", lambda: screen_report(args.runs, out)),
         "validation": (

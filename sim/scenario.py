@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -267,7 +268,12 @@ class Product(_Strict):
     costimulation: Literal["4-1BB", "CD28", "CD28_SAVVY"] = "4-1BB"
     armoring: Literal["none", "IL-18"] = "none"
     manufacturing: Literal["standard", "dasatinib"] = "standard"
-    donor: Literal["autologous", "allogeneic"] = "autologous"
+    source: Literal["autologous", "hsct_donor", "third_party"] = Field(
+        "autologous", description="whose T cells: the patient's, the patient's HSCT donor's, or a third party's"
+    )
+    tcr: Literal["intact", "knocked_out", "retained_er"] | None = Field(
+        None, description="the product's own TCR (default: knocked_out for third_party, else intact)"
+    )
     dose_cells_per_kg: Dist
     memory_fraction: float = Field(0.3, ge=0, le=1)
     activation_threshold_factor: float = Field(
@@ -292,6 +298,31 @@ class Product(_Strict):
     @classmethod
     def _positive_dose(cls, d: Dist) -> Dist:
         return _dist_in(d, 0.0, 1e12, "a dose in CAR+ cells/kg", strict_low=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_donor_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "donor" in data:
+            data = dict(data)
+            donor = data.pop("donor")
+            warnings.warn(
+                "product.donor is deprecated: write product.source (autologous, hsct_donor, third_party) and "
+                "product.tcr (intact, knocked_out, retained_er); donor: allogeneic reads as third_party, knocked_out",
+                FutureWarning,
+                stacklevel=2,
+            )
+            if donor == "allogeneic":
+                data.setdefault("source", "third_party")
+                data.setdefault("tcr", "knocked_out")
+            elif donor != "autologous":
+                raise KeyedValueError("donor", donor, "autologous or allogeneic (deprecated: use source and tcr)")
+        return data
+
+    @model_validator(mode="after")
+    def _default_tcr(self) -> Product:
+        if self.tcr is None:  # set without re-validating (validate_assignment would run this again)
+            self.__dict__["tcr"] = "knocked_out" if self.source == "third_party" else "intact"
+        return self
 
     @field_validator("infusions")
     @classmethod
@@ -382,6 +413,33 @@ class Interventions(_Strict):
     car_t_elimination: CarTElimination | None = None
 
 
+class HsctRule(_Strict):
+    """Consolidating allo-HSCT by rule: who is assessed on ``assess_day``, transplanted on ``day``.
+
+    ``who``: ``responders`` (marrow blasts < 5%, none in blood, no EMD: CR, CRh, CRi or MLFS),
+    ``mrd_negative`` (responders below ``outputs.mrd_sensitivity``) or ``all``; optionally only
+    those whose ANC is still below ``anc_below_1e9_per_l`` (bridging prolonged agranulocytosis).
+    """
+
+    who: Literal["responders", "mrd_negative", "all"] = "responders"
+    assess_day: float = Field(28.0, ge=0, le=3650)
+    anc_below_1e9_per_l: float | None = Field(None, gt=0, le=100)
+    day: float = Field(gt=0, le=3650, description="transplant day (days after the first infusion)")
+    conditioning: Literal["myeloablative", "reduced_intensity"] = "myeloablative"
+
+    @model_validator(mode="after")
+    def _after_assessment(self) -> HsctRule:
+        if self.day < self.assess_day:
+            raise KeyedValueError("day", self.day, f"a transplant day on or after assess_day ({self.assess_day:g})")
+        return self
+
+
+class Consolidation(_Strict):
+    """What follows the CAR T cells (supersedes ``interventions.consolidation_hsct_day``)."""
+
+    hsct: HsctRule | None = None
+
+
 class Adjuvant(_Strict):
     """A small-molecule adjuvant that multiplies target antigen density on blasts for a period (assumed effect)."""
 
@@ -450,6 +508,7 @@ class Scenario(_Strict):
     product: Product
     lymphodepletion: Lymphodepletion = Lymphodepletion()
     interventions: Interventions = Interventions()
+    consolidation: Consolidation = Consolidation()
     adjuvant: Adjuvant | None = None
     resolution: Resolution = Resolution()
     outputs: Outputs = Outputs()
@@ -476,6 +535,18 @@ class Scenario(_Strict):
                 raise KeyedValueError(name, value, f"a finite value within [{p.low:g}, {p.high:g}] {p.unit}")
         return v
 
+    @field_validator("product")
+    @classmethod
+    def _donor_product_needs_a_transplant(cls, product: Product, info: ValidationInfo) -> Product:
+        patient = info.data.get("patient")
+        if product.source == "hsct_donor" and patient is not None and patient.prior_hsct_probability < 1.0:
+            raise KeyedValueError(
+                "source",
+                "hsct_donor",
+                "patients all transplanted before (patient.prior_hsct_probability: 1) for a product from their HSCT donor",
+            )
+        return product
+
     @field_validator("lymphodepletion")
     @classmethod
     def _lymphodepletion_before_infusion(cls, ld: Lymphodepletion) -> Lymphodepletion:
@@ -484,6 +555,16 @@ class Scenario(_Strict):
                 "days", ld.days, f"lymphodepletion over by day 0, the first infusion (start_day {ld.start_day:g} + days)"
             )
         return ld
+
+    @field_validator("consolidation")
+    @classmethod
+    def _one_hsct_rule(cls, c: Consolidation, info: ValidationInfo) -> Consolidation:
+        iv = info.data.get("interventions")
+        if c.hsct is not None and iv is not None and iv.consolidation_hsct_day is not None:
+            raise KeyedValueError(
+                "hsct", "both", "one HSCT rule: consolidation.hsct, or the older interventions.consolidation_hsct_day"
+            )
+        return c
 
     @field_validator("dt_hours")
     @classmethod

@@ -39,8 +39,11 @@ from sim.core.random import S_INFECTION, uniform
     PLT_TRANSFUSIONS,
     ELIMINATION_DAY,
     ELIMINATION_UNTIL,
-) = range(22)
-N_SLOTS = 22
+    GVHD_DAY,
+    GVHD_GRADE,
+    HSCT_ELIGIBLE,
+) = range(25)
+N_SLOTS = 25
 #: Infection events kept per patient (later ones are counted but not stored).
 MAX_INFECTIONS = 256
 
@@ -50,7 +53,9 @@ DEATH_CAUSES = (
     "", "CRS", "progression", "infection (bacterial)", "infection (fungal)", "infection (viral)", "ICANS", "IEC-HS",
     "GVHD", "other",
 )  # fmt: skip
-CAUSE_CRS, CAUSE_PROGRESSION, CAUSE_INFECTION = 1, 2, 3
+CAUSE_CRS, CAUSE_PROGRESSION, CAUSE_INFECTION, CAUSE_GVHD = 1, 2, 3, 8
+#: Acute GVHD counts from day 7 to day 100 after the first infusion.
+GVHD_WINDOW_DAYS = (7.0, 100.0)
 
 
 class ClinicConst(NamedTuple):
@@ -101,6 +106,13 @@ class ClinicConst(NamedTuple):
     elimination_day: float  # or on this day (NaN: never)
     elimination_per_h: float  # hazard on every CAR T cell while the agent acts
     elimination_hours: float  # how long it acts
+    gvhd_per_day: float  # acute GVHD onset hazard of the product's alloreactive T cells (0: none)
+    gvhd_grade_cumulative: tuple  # P(grade <= 1..4 | GVHD)
+    gvhd_grade4_fatality: float
+    hsct_assess_day: float  # consolidation.hsct: when eligibility is read (NaN: no rule)
+    hsct_who: int  # 0 all, 1 responders, 2 MRD-negative responders
+    hsct_anc_below_1e9_per_l: float  # and only with ANC below this (inf: any ANC)
+    mrd_below_fraction: float  # marrow blast fraction read as MRD-negative
 
 
 class Readings(NamedTuple):
@@ -135,6 +147,7 @@ def fresh_state():
     cs[ELIMINATION_UNTIL] = -np.inf
     cs[DEATH_CAUSE] = 0.0
     cs[N_INFECTIONS] = 0.0
+    cs[GVHD_GRADE] = 0.0
     return cs, np.zeros((MAX_INFECTIONS, 3))
 
 
@@ -279,6 +292,37 @@ def draw_infections(k, cs, inf, t_day, dt_h, r, rs):
 
 
 @njit(cache=True)
+def draw_gvhd(k, cs, t_day, dt_h, rs):
+    """Acute GVHD from the product's own TCRs: onset in days 7-100, a grade, and death at grade IV."""
+    if k.gvhd_per_day <= 0.0 or not math.isnan(cs[GVHD_DAY]) or not GVHD_WINDOW_DAYS[0] <= t_day < GVHD_WINDOW_DAYS[1]:
+        return  # no draw at all without the hazard: other products keep their random streams
+    if uniform(rs, S_INFECTION) >= -math.expm1(-k.gvhd_per_day * dt_h / 24.0):
+        return
+    cs[GVHD_DAY] = t_day
+    u = uniform(rs, S_INFECTION)
+    grade = 1
+    while grade < 4 and u >= k.gvhd_grade_cumulative[grade - 1]:
+        grade += 1
+    cs[GVHD_GRADE] = grade
+    if grade == 4 and uniform(rs, S_INFECTION) < k.gvhd_grade4_fatality and math.isnan(cs[DEATH_DAY]):
+        cs[DEATH_DAY] = t_day + dt_h / 24.0
+        cs[DEATH_CAUSE] = CAUSE_GVHD
+
+
+@njit(cache=True)
+def assess_for_hsct(k, cs, r, t_end):
+    """On the assessment day, mark the patient eligible (1) or not (0) for consolidating HSCT."""
+    if not math.isnan(cs[HSCT_ELIGIBLE]) or not t_end >= k.hsct_assess_day:  # NaN day: never
+        return
+    ok = r.anc_1e9_per_l < k.hsct_anc_below_1e9_per_l
+    if k.hsct_who >= 1:
+        ok = ok and in_remission(k, r)
+    if k.hsct_who == 2:
+        ok = ok and r.bm_blast_percent / 100.0 < k.mrd_below_fraction
+    cs[HSCT_ELIGIBLE] = 1.0 if ok and math.isnan(cs[DEATH_DAY]) else 0.0
+
+
+@njit(cache=True)
 def in_remission(k, r):
     """BM blasts < 5%, no circulating blasts, no detectable EMD."""
     return r.bm_blast_percent < 5.0 and r.pb_blasts_per_ul < k.pb_blast_detect_per_ul and r.emd_blasts < k.emd_detect_cells
@@ -309,6 +353,8 @@ def nb_clinic_update(k, cs, inf, r, t_day, t_end, rs):
     transfuse_platelets(k, cs, r, dt_h)
     if t_day >= 0.0:
         draw_infections(k, cs, inf, t_day, dt_h, r, rs)
+        draw_gvhd(k, cs, t_day, dt_h, rs)
+        assess_for_hsct(k, cs, r, t_end)
         remission_and_relapse(k, cs, r, t_end)
     if math.isnan(cs[DEATH_DAY]):
         if cs[CRS_NOW] == 5:

@@ -105,6 +105,7 @@ class Schedule(NamedTuple):
     hsct_gvl_per_h: float
     consolidation_hsct_day: float  # NaN: none
     rescue_hsct_day: float  # NaN: none
+    hsct_rule_day: float  # consolidation.hsct: the transplant day of eligible patients (NaN: none)
     infusion_days: np.ndarray  # increasing, the first 0
     infusion_fractions: np.ndarray  # shares of the patient's dose
     hold_at_crs_grade: int  # later infusions are held once CRS reaches this grade (-1: never)
@@ -366,6 +367,8 @@ def pending_event(k, st):
         if t >= sc.consolidation_hsct_day and cc.in_remission(k.clinic, read_patient(k, st)):
             return TRANSPLANT
         if t >= sc.rescue_hsct_day:
+            return TRANSPLANT
+        if t >= sc.hsct_rule_day and st.cs[cc.HSCT_ELIGIBLE] == 1.0:
             return TRANSPLANT
     return DONE
 
