@@ -311,11 +311,9 @@ class Product(_Strict):
                 FutureWarning,
                 stacklevel=2,
             )
-            if donor == "allogeneic":
-                data.setdefault("source", "third_party")
-                data.setdefault("tcr", "knocked_out")
-            elif donor != "autologous":
+            if donor not in ("autologous", "allogeneic"):
                 raise KeyedValueError("donor", donor, "autologous or allogeneic (deprecated: use source and tcr)")
+            data["source"] = "third_party" if donor == "allogeneic" else "autologous"  # the old key says it outright
         return data
 
     @model_validator(mode="after")

@@ -81,7 +81,7 @@ def test_allogeneic_product_is_rejected_faster_without_lymphodepletion():
 def test_nkg2d_car_leaves_the_nkg2dl_negative_stem_cells():
     """NKG2DL is absent on LSC (atlas lsc_median 0): survivors of the main clone are enriched for them."""
     # a product strong enough to clear most NKG2DL+ blasts, so the escape is visible
-    sc = pre("gd_nkg2d_allo", "horizon_days=14", "product.donor=autologous", "patient.product_fitness=3")
+    sc = pre("gd_nkg2d_allo", "horizon_days=14", "product.source=autologous", "patient.product_fitness=3")
     i = next(i for i in range(20) if Simulation(sc, patient_index=i).patient.antigens["NKG2DL"].positive)
     sim = Simulation(sc, patient_index=i)
     k = sim.atlas.index("NKG2DL")

@@ -139,6 +139,11 @@ def test_the_old_donor_spelling_gives_the_same_patients_and_courses():
         old = load_scenario(CLL1, ["product.donor=allogeneic"])
     new = load_scenario(CLL1, ["product.source=third_party"])
     assert (old.product.source, old.product.tcr) == ("third_party", "knocked_out")
+    with pytest.warns(FutureWarning):  # the old key says it outright, over a file's source
+        assert (
+            load_scenario("scenarios/preclinical/universal_allo_cll1.yaml", ["product.donor=autologous"]).product.source
+            == "autologous"
+        )
     a, b = (run_cohort(sc, 6, workers=1).patients.drop(columns=["version"]) for sc in (old, new))
     pd.testing.assert_frame_equal(a, b)
 
