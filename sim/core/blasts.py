@@ -10,8 +10,10 @@ at the cost of a few draws per doubling; antigen-negative subclones stay negativ
 
 A division of the main clone yields a daughter that has lost one CAR antigen with
 probability ``antigen_loss_per_division`` (a gene's loss-of-function rate, irreversible):
-the lost cells join the compartment's subclone negative for that antigen (a new agent if it
-has none), where CAR pressure selects them (:func:`lost_antigen`). An
+one binomial draw per compartment over its main-clone births gives the lost cells, which
+leave one agent picked in proportion to its births and join the compartment's subclone
+negative for that antigen (a new agent if it has none), where CAR pressure selects them
+(:func:`lose_antigen`; the reference draws each daughter, the same total in distribution). An
 agent also carries its activation by the product (``a_kill``, ``a_stim``), recomputed only
 when its densities move (``a_stale``), so it travels with the agent through moves and merges.
 """
@@ -85,9 +87,8 @@ def nb_grow_blasts(dt, k, bl, n, occupancy, extra_death, rs):
     p_death_pb = prob(k.d_pb + extra_death, dt)
     w, x = bl.w, bl.x
     losing = k.antigen_loss_per_division > 0.0 and k.car_antigen1 >= 0
-    negative = negative_subclones(k, bl, n) if losing else np.zeros((0, 0), np.int64)
-    n_start = n
-    for i in range(n_start):
+    main_births = np.zeros(n)  # births of the main clone this step, where daughters may lose an antigen
+    for i in range(n):
         if w[i] <= 0.0:
             continue
         c = bl.comp[i]
@@ -108,12 +109,44 @@ def nb_grow_blasts(dt, k, bl, n, occupancy, extra_death, rs):
                         x[a, i] *= math.exp(s * normal(rs, S_BLASTS) - 0.5 * s * s)
                 x[k.n_antigens + A_STALE, i] = 1.0  # densities moved: activation to recompute
         w[i] = new_w
-        if losing and bl.cls[i] == 0 and births > 0.0 and new_w > 0.0:
-            lost = binomial(rs, S_BLASTS, births, k.antigen_loss_per_division)
-            if lost > 0.0:
-                a = lost_antigen(k, uniform(rs, S_BLASTS))
-                n = move_to_negative(k, bl, n, i, min(lost, new_w), a, negative)
+        if bl.cls[i] == 0 and new_w > 0.0:
+            main_births[i] = births
+    return lose_antigen(k, bl, n, main_births, rs) if losing else n
+
+
+@njit(cache=True)
+def lose_antigen(k, bl, n, main_births, rs):
+    """Per tissue compartment, one draw of the daughters that lost a CAR antigen this step; return the count.
+
+    The lost cells leave one main-clone agent picked in proportion to its births (a draw per
+    agent would cost a fifth of the step for events of probability 5e-7).
+    """
+    negative = negative_subclones(k, bl, n)
+    for c in (BM, EMD):
+        births = 0.0
+        for i in range(main_births.shape[0]):
+            if bl.comp[i] == c:
+                births += main_births[i]
+        lost = binomial(rs, S_BLASTS, births, k.antigen_loss_per_division) if births > 0.0 else 0.0
+        if lost <= 0.0:
+            continue
+        i = pick_by_weight(main_births, bl.comp, c, uniform(rs, S_BLASTS) * births)
+        a = lost_antigen(k, uniform(rs, S_BLASTS))
+        n = move_to_negative(k, bl, n, i, min(lost, bl.w[i]), a, negative)
     return n
+
+
+@njit(cache=True)
+def pick_by_weight(weights, comp, c, target):
+    """The agent of compartment ``c`` whose weight holds ``target`` (0 <= target < their sum)."""
+    last = -1
+    for i in range(weights.shape[0]):
+        if comp[i] == c and weights[i] > 0.0:
+            last = i
+            target -= weights[i]
+            if target < 0.0:
+                return i
+    return last  # rounding at the top end
 
 
 @njit(cache=True)
