@@ -239,7 +239,12 @@ def run_calibration(spec_path: Path, out: Path, workers: int = 1, scheduler: str
     Returns:
         The provenance record written into ``calibrated.yaml``.
     """
-    import pyabc
+    try:
+        import pyabc
+    except ImportError as e:  # an extra: most users never fit
+        raise UserError(
+            str(spec_path), "", "pyabc not installed", "the calibrate extra: pip install 'cart-sim[calibrate]'"
+        ) from e
 
     from sim.io import refuse_other_work, write_json
 

@@ -252,6 +252,7 @@ class Simulation:
                 fold[self.atlas.index(name)] = adj.fold
         res = sc.resolution
         nan = math.nan
+        days, shares = sc.product.infusion_schedule()
         schedule = Schedule(
             dt_h=self.dt,
             t0_day=self.t0_day,
@@ -270,8 +271,8 @@ class Simulation:
             adjuvant_fold=fold,
             hsct_gvl_per_h=p.hsct_gvl_per_h,
             consolidation_hsct_day=nan if iv.consolidation_hsct_day is None else iv.consolidation_hsct_day,
-            infusion_days=np.array(sc.product.infusion_schedule()[0]),
-            infusion_fractions=np.array(sc.product.infusion_schedule()[1]),
+            infusion_days=np.array(days),
+            infusion_fractions=np.array(shares),
             hold_at_crs_grade=-1 if sc.product.hold_infusions_at_crs_grade is None else sc.product.hold_infusions_at_crs_grade,
             dose_cells=self.dose_cells,
             rescue_hsct_day=nan if iv.rescue_hsct_day is None else iv.rescue_hsct_day,

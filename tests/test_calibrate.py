@@ -134,3 +134,21 @@ def test_the_bundled_earlier_parameter_set_loads_and_changes_only_what_it_lists(
 
     values = load_param_set(str(ROOT / "scenarios" / "params" / "dose_step_off.yaml"))
     assert values and all(v != PARAMETERS[n].value for n, v in values.items())
+
+
+def test_calibrate_without_pyabc_names_the_extra(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pyabc(name, *args, **kwargs):
+        if name == "pyabc" or name.startswith("pyabc."):
+            raise ImportError("No module named 'pyabc'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyabc)
+    from sim.errors import UserError
+
+    with pytest.raises(UserError, match=r"cart-sim\[calibrate\]"):
+        run_calibration(TINY, tmp_path / "fit")
+    assert not (tmp_path / "fit").exists()  # nothing written
