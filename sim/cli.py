@@ -137,7 +137,7 @@ def cohort(
     params: ParamsOption = None,
     scheduler: SchedulerOption = None,
 ) -> None:
-    """Simulate a virtual trial arm: writes patients.parquet, summary.json, cohort.png and km.png.
+    """Simulate a virtual trial arm: writes patients.parquet, trajectories.parquet, summary.json and four figures.
 
     Patient i is the same virtual patient for any --workers and in every arm that shares
     the population (common random numbers). Finished chunks are kept under OUT/chunks/,
@@ -163,9 +163,9 @@ def cohort(
 
 
 def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str | None, scheduler: str | None = None) -> None:
-    from sim.cohort import run_cohort
+    from sim.cohort import run_cohort, trajectories_long
     from sim.io import provenance, save_figure, staged_outputs, write_json, write_parquet
-    from sim.plots import cohort_figure, km_figure
+    from sim.plots import cohort_figure, km_figure, spaghetti_figure, swimmer_figure
 
     chunk_dir = out_dir / "chunks"
     chunk_dir.mkdir(parents=True, exist_ok=True)
@@ -178,9 +178,14 @@ def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str |
         write_json(staging / "summary.json", {**result.summary, "provenance": provenance(params)})
         save_figure(staging / "cohort.png", cohort_figure(result, f"{sc.name}: {n} virtual patients"))
         save_figure(staging / "km.png", km_figure(result.patients, f"{sc.name}: overall and leukemia-free survival"))
+        write_parquet(staging / "trajectories.parquet", trajectories_long(result))
+        save_figure(staging / "swimmer.png", swimmer_figure(result.patients, f"{sc.name}: each patient's course"))
+        save_figure(staging / "spaghetti.png", spaghetti_figure(result, f"{sc.name}: daily trajectories"))
     shutil.rmtree(chunk_dir, ignore_errors=True)
     _print_cohort(result.summary)
-    console.print(f"wrote {out_dir}/patients.parquet, summary.json, cohort.png, km.png")
+    console.print(
+        f"wrote {out_dir}/patients.parquet, trajectories.parquet, summary.json, cohort.png, km.png, swimmer.png, spaghetti.png"
+    )
 
 
 def _print_cohort(summary: dict) -> None:

@@ -54,6 +54,18 @@ def daily_trajectories(result, horizon_days: float, blood_l: float) -> np.ndarra
     return out
 
 
+def trajectories_long(result):
+    """The daily trajectories as a long table: one row per patient and day, one column per series."""
+    import pandas as pd
+
+    traj = result.trajectories
+    n, _, n_days = traj.shape
+    table = {"patient_index": np.repeat(result.patients.patient_index.to_numpy(), n_days), "day": np.tile(np.arange(n_days), n)}
+    for k, name in enumerate(TRAJECTORIES):
+        table[name] = traj[:, k, :].reshape(-1)
+    return pd.DataFrame(table)
+
+
 def run_chunk(scenario_json: str, indices: list[int]) -> tuple[list[dict], np.ndarray]:
     """Simulate patients ``indices`` (a worker's unit of work)."""
     from sim.model import Simulation

@@ -171,3 +171,57 @@ def km_figure(patients, title: str):
     ax.set_ylim(0.0, 1.02)
     ax.set_title(title, fontsize=10)
     return fig
+
+
+#: Events a swimmer lane marks, with their readout column and marker.
+SWIMMER_EVENTS = (
+    ("remission", "remission_day", "o", "tab:green"),
+    ("relapse", "relapse_day", "v", "tab:red"),
+    ("allo-HSCT", "hsct_day", "s", "tab:purple"),
+    ("CAR T eliminated", "car_t_eliminated_day", "D", "tab:orange"),
+)
+
+
+def swimmer_figure(patients, title: str, max_patients: int = 60):
+    """One lane per patient (the first ``max_patients``), from infusion to death (x) or censoring (>), with events."""
+    import numpy as np
+
+    p = patients.head(max_patients).sort_values("os_day").reset_index(drop=True)
+    fig, ax = subplots(1, 1, figsize=(8.0, 0.12 * len(p) + 1.5))
+    lanes = np.arange(len(p))
+    ax.barh(lanes, p.os_day, color="lightgrey", height=0.7)
+    died = p.death.astype(bool).to_numpy()
+    ax.plot(p.os_day[died], lanes[died], "kx", ms=4, label="death")
+    ax.plot(p.os_day[~died], lanes[~died], "k>", ms=3, label="censored")
+    for label, column, marker, color in SWIMMER_EVENTS:
+        if column in p and p[column].notna().any():
+            ax.plot(p[column], lanes, marker, color=color, ms=4, ls="none", label=label)
+    ax.set_yticks([])
+    ax.set_xlabel("days from infusion")
+    ax.set_ylabel("patients (by survival)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def spaghetti_figure(result, title: str, max_patients: int = 40):
+    """Each patient's daily CAR T, blasts, ANC and IL-6 (thin lines, the first ``max_patients``) over the median."""
+    import numpy as np
+
+    from sim.cohort import TRAJECTORIES
+
+    traj = result.trajectories
+    days = np.arange(traj.shape[2])
+    fig, axes = subplots(1, 4, figsize=(16, 3.8))
+    floors = (1e-3, 1.0, 1e-3, 0.1)
+    for k, (ax, name, floor) in enumerate(zip(axes, TRAJECTORIES, floors, strict=True)):
+        y = np.clip(traj[:, k, :], floor, None)
+        for row in y[:max_patients]:
+            ax.semilogy(days, row, color="tab:blue", lw=0.5, alpha=0.35)
+        with np.errstate(all="ignore"):
+            ax.semilogy(days, np.nanmedian(y, axis=0), color="black", lw=1.5)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("days after infusion")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

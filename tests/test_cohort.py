@@ -55,7 +55,18 @@ def test_cohort_cli_writes_outputs_and_summary(tmp_path):
     args += ["--set", "horizon_days=5", "--set", "resolution.car_t_agents=100", "--set", "resolution.blast_agents=100"]
     r = subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["cohort.png", "km.png", "patients.parquet", "summary.json"]
+    expected = [
+        "cohort.png",
+        "km.png",
+        "patients.parquet",
+        "spaghetti.png",
+        "summary.json",
+        "swimmer.png",
+        "trajectories.parquet",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == expected
+    traj = pd.read_parquet(out / "trajectories.parquet")  # long: 4 patients x days 0-5
+    assert len(traj) == 4 * 6 and {"patient_index", "day", "anc_1e9_per_l", "car_t_blood_per_ul"} <= set(traj.columns)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_patients"] == 4
     for endpoint in ("os", "lfs"):  # Kaplan-Meier medians with 95% intervals (lifelines)
