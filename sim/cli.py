@@ -517,6 +517,35 @@ def calibrate(
 
 
 @app.command()
+def export(
+    cohort_dir: Annotated[Path, typer.Argument(help="A folder written by `cart-sim cohort`")],
+    fmt: Annotated[str, typer.Option("--format", help="nonmem: ID, TIME, DV, EVID, AMT, CMT, DVID, MDV, WT, AGE")] = "nonmem",
+    out: Annotated[Path | None, typer.Option("--out", help="CSV file to write (default COHORT_DIR/nonmem.csv)")] = None,
+) -> None:
+    """Write a cohort's patients and daily trajectories as a NONMEM-style dataset (for nlmixr2, NONMEM, Monolix)."""
+    import pandas as pd
+
+    from sim.export import dvid_legend, nonmem_dataset
+    from sim.io import atomic_path
+
+    if fmt != "nonmem":
+        raise UserError("--format", "", fmt, "nonmem")
+    tables = {}
+    for name in ("patients", "trajectories"):
+        path = cohort_dir / f"{name}.parquet"
+        if not path.is_file():
+            raise UserError(str(cohort_dir), "", f"{name}.parquet missing", "a folder written by `cart-sim cohort`")
+        tables[name] = pd.read_parquet(path)
+    table = nonmem_dataset(tables["patients"], tables["trajectories"])
+    target = out or cohort_dir / "nonmem.csv"
+    with atomic_path(target) as tmp:
+        tmp.write_text(f"# cart-sim cohort {cohort_dir}: {dvid_legend()}; TIME in hours; AMT in CAR+ cells/kg\n")
+        with tmp.open("a") as f:
+            table.to_csv(f, index=False, na_rep=".")
+    console.print(f"wrote {target} ({len(table)} records, {table.ID.nunique()} patients)")
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of scenario files (for editors)."""
     from sim.scenario import json_schema
