@@ -1,8 +1,10 @@
 """cart-sim as a Mesa model: ``step()`` advances the numba core by one dt.
 
-The agents stay in the core's struct-of-arrays frames (no Python object per cell); Mesa
-sees one model with model-level reporters that work with ``mesa.DataCollector`` and
-``mesa.batch_run``.
+The agents live in the core's struct-of-arrays frames (no Python object per cell). After
+each step Mesa sees them as ``CellGroup`` agents, one per super-individual (a CAR T or blast
+agent, or a myeloid lineage class), with the compartment, class and cells it stands for, so
+``mesa.DataCollector`` agent reporters and Solara views work; model-level reporters work
+with ``mesa.batch_run``.
 
 Example:
     >>> import mesa
@@ -22,7 +24,9 @@ from typing import Any
 
 import mesa
 
-from sim.core.common import PB
+from sim.antigens import Stage
+from sim.core.car_t import EFFECTOR, EXHAUSTED, MEMORY
+from sim.core.common import COMP_NAMES, PB
 from sim.core.cytokines import IL6
 from sim.model import Simulation
 from sim.scenario import load_scenario
@@ -35,6 +39,34 @@ REPORTERS = {
     "il6_pg_per_ml": lambda m: float(m.sim.cyt[PB, IL6]),
     "crs_grade": lambda m: m.sim.clinic.state.crs_now,
 }
+
+
+#: The class names of each kind of super-individual.
+CLASS_NAMES = {
+    "car_t": {MEMORY: "memory", EFFECTOR: "effector", EXHAUSTED: "exhausted"},
+    "myeloid": {s.value: s.name.lower() for s in Stage},
+}
+AGENT_REPORTERS = {"kind": "kind", "compartment": "compartment", "cls": "cls", "cells": "cells"}
+
+
+class CellGroup(mesa.Agent):
+    """A super-individual of the core as Mesa sees it (rebuilt every step: the core splits and merges them).
+
+    Attributes:
+        kind: ``car_t``, ``blast`` or ``myeloid``.
+        compartment: ``bm``, ``pb`` or ``emd``.
+        cls: CAR T phenotype, blast clone (``main`` or ``<antigen>-negative``) or myeloid stage.
+        cells: The real cells it stands for.
+    """
+
+    def __init__(self, model: mesa.Model, kind: str, compartment: str, cls: str, cells: float):
+        super().__init__(model)
+        self.kind, self.compartment, self.cls, self.cells = kind, compartment, cls, cells
+
+
+def blast_class_name(sim: Simulation, cls: int) -> str:
+    """``main`` or ``<antigen>-negative`` (class 1 + k lacks antigen k)."""
+    return "main" if cls == 0 else f"{sim.atlas.names[cls - 1]}-negative"
 
 
 class CarTModel(mesa.Model):
@@ -59,12 +91,27 @@ class CarTModel(mesa.Model):
         self.scenario = load_scenario(scenario, sets)
         self.sim = Simulation(self.scenario, patient_index=patient)
         self.sim.recorder.record(self.sim.t_day)
-        self.datacollector = mesa.DataCollector(model_reporters=REPORTERS)
+        self.sync_agents()
+        self.datacollector = mesa.DataCollector(model_reporters=REPORTERS, agent_reporters=AGENT_REPORTERS)
         self.datacollector.collect(self)
 
+    def sync_agents(self) -> None:
+        """Replace the Mesa agents by the core's current super-individuals (live ones only)."""
+        for agent in list(self.agents):
+            agent.remove()
+        sim = self.sim
+        for kind, frame in (("car_t", sim.car_t), ("blast", sim.blasts), ("myeloid", sim.myeloid)):
+            for i in range(frame.n):
+                if frame.w[i] <= 0.0:
+                    continue
+                c = int(frame.cls[i])
+                cls = blast_class_name(sim, c) if kind == "blast" else CLASS_NAMES[kind][c]
+                CellGroup(self, kind, COMP_NAMES[int(frame.comp[i])], cls, float(frame.w[i]))
+
     def step(self) -> None:
-        """Advance one dt (all eight phases), then collect the reporters."""
+        """Advance one dt (all eight phases), show the core's agents to Mesa, then collect the reporters."""
         self.sim.step()
+        self.sync_agents()
         self.datacollector.collect(self)
         if self.sim.step_index >= self.sim.n_steps or self.sim.clinic.state.death_day is not None:
             self.running = False

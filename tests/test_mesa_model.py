@@ -32,3 +32,16 @@ def test_batch_run_over_dose():
         last[r["product.dose_cells_per_kg"]] = r
     assert set(last) == {1e5, 1e7}
     assert last[1e7]["car_t"] > 10 * last[1e5]["car_t"]
+
+
+def test_the_core_agents_are_mesa_agents():
+    model = CarTModel("scenarios/cll1_standard.yaml", **{"horizon_days": 1})
+    for _ in range(24 * 5 + 12):  # past the infusion on day 0
+        model.step()
+    kinds = {a.kind for a in model.agents}
+    assert kinds == {"car_t", "blast", "myeloid"}
+    blasts = sum(a.cells for a in model.agents if a.kind == "blast")
+    assert blasts == float(model.sim.blasts.w[: model.sim.blasts.n].sum())  # the same cells, none lost
+    assert {a.cls for a in model.agents if a.kind == "car_t"} <= {"memory", "effector", "exhausted"}
+    agents = model.datacollector.get_agent_vars_dataframe()
+    assert {"kind", "compartment", "cls", "cells"} <= set(agents.columns) and len(agents) > 0
