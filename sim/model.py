@@ -444,8 +444,13 @@ class Simulation:
 
     @property
     def infusions_given(self) -> int:
-        """Infusions of the schedule given so far (fewer than planned if the patient died first)."""
+        """Infusions of the schedule given so far (not those held, nor those after death)."""
         return int(self.st.scal[core.INFUSED])
+
+    @property
+    def infusions_held(self) -> int:
+        """Infusions of the schedule held back (CRS at the hold grade, or CAR T cells eliminated)."""
+        return int(self.st.scal[core.HELD])
 
     @property
     def dose_given_cells_per_kg(self) -> float:
@@ -531,7 +536,8 @@ class Simulation:
         if rule is not None and rule.conditioning == "reduced_intensity":
             log_kill, car_t_left, myeloid_left = p.hsct_ric_blast_log_kill, p.hsct_car_t_survival_ric, p.hsct_myeloid_survival_ric
         else:
-            log_kill, car_t_left, myeloid_left = p.hsct_blast_log_kill, p.hsct_car_t_survival_myeloablative, 0.01
+            log_kill, car_t_left = p.hsct_blast_log_kill, p.hsct_car_t_survival_myeloablative
+            myeloid_left = p.hsct_myeloid_survival_myeloablative
         for frame, survive in ((self.blasts, 10.0**-log_kill), (self.car_t, car_t_left)):
             w = frame.w[: frame.n]
             w[:] = draws.binomial(w.astype(np.int64), survive).astype(float)

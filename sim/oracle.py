@@ -19,7 +19,18 @@ from scipy.integrate import solve_ivp
 from sim.antigens import Stage
 from sim.core.car_t import EFFECTOR, MEMORY, car_t_rates, signal
 from sim.core.common import BM, EMD, N_COMP, PB, space_factor
-from sim.core.cytokines import IFNG, IL6, IL18, MAC, bystander_ifng, il6_target, il18_boost, il18_target, macrophage_drive
+from sim.core.cytokines import (
+    IFNG,
+    IL6,
+    IL18,
+    MAC,
+    bystander_ifng,
+    deaths_per_ml_h,
+    il6_target,
+    il18_boost,
+    il18_target,
+    macrophage_drive,
+)  # fmt: skip
 from sim.core.engage import add_tissue_engagement, bystander_hazard, competence, kill_hazard_and_stimulation
 from sim.core.hematopoiesis import N_STAGES, anc, gcsf_fold, normal_bm_cells
 from sim.core.platelets import CIRCULATING, N_PLATELET, platelet_flows
@@ -39,6 +50,9 @@ class MeanField:
             raise ValueError(
                 "the oracle tracks fixed density classes: set params.antigen_noise_sd = 0 and antigen_loss_per_division = 0"
             )
+        sc = sim.scenario
+        if sc.interventions.car_t_elimination or sc.consolidation.hsct or sc.product.hold_infusions_at_crs_grade:
+            raise ValueError("the oracle has no clinic: no CAR T elimination, HSCT rule or infusion hold")
         self.sim = sim
         bl = sim.blasts
         self.nb = bl.n
@@ -100,7 +114,7 @@ class MeanField:
         myeloid_deaths = hazard[self.my_comp] * sim.my_a_kill * M
         dB -= blast_deaths
         dM -= myeloid_deaths
-        deaths_per_ml_h = (blast_deaths.sum() + myeloid_deaths.sum()) / (sim.volume_l * sim.present).sum() / 1e3
+        damps = deaths_per_ml_h(blast_deaths.sum() + myeloid_deaths.sum(), sim.volume_l, sim.present)
         fratricide = hazard * sim.car_a_kill
 
         # 2. CAR T fate
@@ -161,7 +175,7 @@ class MeanField:
             gain = il18_boost(k.cytokines, C[c, IL18])
             dC[c, IFNG] += p.ifng_pg_per_engagement * sigma[c] * t_kill[c] * gain / v_ml - kf * C[c, IFNG]
             dC[c, IFNG] += bystander_ifng(k.cytokines, car_cells[c], C[c, IL18] - p.il18_baseline_pg_per_ml) / v_ml
-            drive = macrophage_drive(k.cytokines, C[c, IFNG], gain, deaths_per_ml_h)
+            drive = macrophage_drive(k.cytokines, C[c, IFNG], gain, damps)
             dC[c, MAC] += drive * (1 - C[c, MAC]) - p.macrophage_decay_per_h * C[c, MAC]
             dC[c, IL6] += k6 * (il6_target(k.cytokines, C[c, MAC], mono) - C[c, IL6])
             dC[c, IL18] += k18 * (il18_target(k.cytokines, C[c, MAC], car_cells[c], v_ml) - C[c, IL18])

@@ -88,8 +88,8 @@ BINARY: dict[str, Outcome] = {
         ),
         Outcome(
             "infusion_held",
-            "a later infusion held for CRS (less than the planned dose given)",
-            lambda d: d.dose_given_cells_per_kg < d.dose_cells_per_kg * (1 - 1e-9),
+            "a later infusion held (CRS at the hold grade, or CAR T cells eliminated)",
+            lambda d: d.infusions_held > 0,
         ),
         Outcome(
             "car_t_eliminated",

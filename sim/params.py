@@ -383,6 +383,9 @@ PARAMETERS: dict[str, Param] = {
         (1e-4, 0.1),
         high=1.0,
     ),
+    "hsct_myeloid_survival_myeloablative": Param(
+        0.01, "fraction", "assumed: host myelopoiesis left by myeloablative conditioning", "L", (0.001, 0.05)
+    ),
     "hsct_myeloid_survival_ric": Param(
         0.1,
         "fraction",

@@ -177,7 +177,7 @@ def nadir_and_recovery(t: np.ndarray, values: np.ndarray, post: np.ndarray, leve
 
 
 def engraftment_days(t: np.ndarray, anc: np.ndarray, hsct_day: float | None) -> float | None:
-    """Days from HSCT to ANC >= 0.5e9/L again after the post-conditioning nadir (None: no HSCT, or not yet)."""
+    """Days from HSCT to ANC >= 0.5e9/L after the post-conditioning nadir (None: no HSCT, not yet, or ANC never below 0.5)."""
     if hsct_day is None:
         return None
     recovery = nadir_and_recovery(t, anc, t >= hsct_day, 0.5)[1]
@@ -239,6 +239,7 @@ def summarize(sim) -> dict:
         "horizon_days": horizon,
         "dose_cells_per_kg": sim.patient.dose_cells_per_kg,
         "infusions_given": sim.infusions_given,
+        "infusions_held": sim.infusions_held,
         "dose_given_cells_per_kg": sim.dose_given_cells_per_kg,
         "response_day28": resp,
         "best_response": best,

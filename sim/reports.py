@@ -370,7 +370,7 @@ def protocols_report(n: int, workers: int) -> str:
         "# Protocols written from methods sections (`scenarios/protocols/`)",
         "",
         "Products and schedules as trials give them (split and held doses, dose levels, donor-derived and third-party "
-        f"products, CAR T elimination, HSCT by rule): {n} patients each; no outcome of theirs is used here.",
+        f"products, CAR T elimination, HSCT by rule): {n} patients each; no reported outcome is used or compared here.",
     ]
     for path in sorted((ROOT / "scenarios" / "protocols").glob("*.yaml")):
         sc = load_scenario(path)

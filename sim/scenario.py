@@ -339,10 +339,17 @@ class Product(_Strict):
         if v[0].fraction is None and dose is not None:
             total = sum(i.dose_cells_per_kg for i in v)
             if dose.dist != "fixed" or not math.isclose(dose.value, total, rel_tol=1e-6):
-                raise KeyedValueError(
-                    "dose_cells_per_kg", total, f"infusions that add up to product.dose_cells_per_kg ({dose.value:g})"
-                )
+                fixed = f" ({dose.value:g})" if dose.dist == "fixed" else ", which must then be a fixed dose"
+                raise KeyedValueError("dose_cells_per_kg", total, f"infusions that add up to product.dose_cells_per_kg{fixed}")
         return v
+
+    @field_validator("hold_infusions_at_crs_grade")
+    @classmethod
+    def _hold_needs_a_schedule(cls, grade: int | None, info: ValidationInfo) -> int | None:
+        infusions = info.data.get("infusions")
+        if grade is not None and (infusions is None or len(infusions) < 2):
+            raise ValueError("product.infusions with at least two infusions (nothing to hold otherwise)")
+        return grade
 
     def infusion_schedule(self) -> tuple[list[float], list[float]]:
         """Days and shares of the dose: one infusion on day 0 unless ``infusions`` split it."""

@@ -161,6 +161,5 @@ def test_antigen_loss_under_pressure_gives_negative_relapse():
 
     with_loss, without = relapses("5e-7"), relapses("0")
     assert with_loss.relapse_antigen_negative.sum() >= 3
-    assert (with_loss.relapse_antigen_negative == with_loss.relapse_target_negative).all()
     assert not without.relapse_antigen_negative.any()
     assert (without.relapse_antigen_negative_fraction == 0.0).all()

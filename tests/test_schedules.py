@@ -51,24 +51,27 @@ def test_split_dose_adds_up_and_enters_on_its_days():
 
 
 def test_split_dose_without_holds_moves_crs_later_not_lower():
-    # measured at 3e6/kg: CRS onset median 1.8 d at once, 3.0 d split (30 patients); peak IL-6
-    # median 2389 against 2420 pg/mL and grade >= 3 in 6 against 7 (60 patients): expansion is set by antigen and
-    # room, not by the first cells. What lowers CRS in trials is holding later doses (next test).
+    # 30 patients at 3e6/kg, once against 10/30/60% over days 0-2 with no hold: CRS onset median
+    # 1.8 against 3.0 d, peak IL-6 median 2481 against 2353 pg/mL, grade >= 3 in 5 and 5.
+    # Expansion is set by antigen and room, not by the first cells; what lowers CRS in trials
+    # is holding later fractions (next test). Asked: onset later, and peak IL-6 within 20%.
     sets = ["product.dose_cells_per_kg=3e6"]
     once = run_cohort(load_scenario(CLL1, sets), 30, workers=2).patients
     split = run_cohort(load_scenario(CLL1, [*sets, SPLIT]), 30, workers=2).patients
     assert split.crs_onset_day.median() > once.crs_onset_day.median()
+    ratio = split.il6_peak_pg_per_ml.median() / once.il6_peak_pg_per_ml.median()
+    assert 0.8 < ratio < 1.2
     assert (split.dose_given_cells_per_kg == 3e6).all()
 
 
 def test_later_infusions_are_held_at_the_crs_grade():
     # half the dose on day 0, half on day 5, held once CRS reaches grade 1 (Frey 2020 J Clin
     # Oncol 38:415: later fractions held for early CRS). CRS starts before day 5 in most
-    # patients: measured 23 of 30 held; asked at least 15, and the held get half the dose.
+    # patients: measured 22 of 30 held; asked at least 15, and the held get half the dose.
     halves = "product.infusions=[{day: 0, fraction: 0.5}, {day: 5, fraction: 0.5}]"
     sets = ["horizon_days=10", halves, "product.hold_infusions_at_crs_grade=1"]
     p = run_cohort(load_scenario(CLL1, sets), 30, workers=2).patients
-    held = p.infusions_given == 1
+    held = p.infusions_held == 1
     assert held.sum() >= 15
     assert np.allclose(p.dose_given_cells_per_kg[held], 0.5 * p.dose_cells_per_kg[held])
     assert (p.crs_onset_day[held] <= 5.0).all()
@@ -86,11 +89,20 @@ def test_icasp9_switch_removes_ninety_percent_within_a_day():
     without = Simulation(load_scenario(CLL1, ["horizon_days=16"]), patient_index=0).run()
     with_switch = Simulation(load_scenario(CLL1, ["horizon_days=16", ICASP9_DAY14]), patient_index=0).run()
     day = with_switch.summary["car_t_eliminated_day"]
-    assert day == pytest.approx(14.0 + 1 / 24)
+    assert day == pytest.approx(14.0)  # on its day, not a step late
     a, b = _car_t_total(without), _car_t_total(with_switch)
     assert b[b.index <= day].iloc[-1] == pytest.approx(a[a.index <= day].iloc[-1])  # nothing before
     assert b[b.index <= day + 1].iloc[-1] / a[a.index <= day + 1].iloc[-1] < 0.12
     assert without.summary["car_t_eliminated_day"] is None
+
+
+def test_no_infusion_after_the_cells_were_eliminated():
+    # a switch on day 1 of a two-part schedule: the day-2 half is held, not given
+    sets = ["horizon_days=3", "product.infusions=[{day: 0, fraction: 0.5}, {day: 2, fraction: 0.5}]",
+            "interventions.car_t_elimination={agent: icasp9_dimerizer, on_day: 1}"]  # fmt: skip
+    s = Simulation(load_scenario(CLL1, sets), patient_index=0).run().summary
+    assert (s["infusions_given"], s["infusions_held"]) == (1, 1)
+    assert s["dose_given_cells_per_kg"] == pytest.approx(0.5 * s["dose_cells_per_kg"])
 
 
 def test_neutrophils_recover_after_the_switch():
@@ -115,6 +127,12 @@ def test_neutrophils_recover_after_the_switch():
         ("interventions.car_t_elimination={agent: icasp9_dimerizer}", "a trigger"),
         ("product.dose_cells_per_kg={dist: choice, values: [1e5, 1e6], weights: [1]}", "one non-negative weight per value"),
         ("product.source=hsct_donor", "prior_hsct_probability: 1"),
+        ("product.hold_infusions_at_crs_grade=1", "at least two infusions"),
+        (
+            "product={car: {antigens: [CLL1]}, dose_cells_per_kg: {dist: choice, values: [1e5, 2e5]}, "
+            "infusions: [{day: 0, dose_cells_per_kg: 1e5}, {day: 1, dose_cells_per_kg: 1e5}]}",
+            "must then be a fixed dose",
+        ),
         ("consolidation.hsct={day: 20, assess_day: 28}", "on or after assess_day"),
     ],
 )

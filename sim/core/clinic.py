@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from sim.core.random import S_INFECTION, uniform
+from sim.core.random import S_GVHD, S_INFECTION, uniform
 
 # slots of the clinical state vector ``cs``
 (
@@ -56,6 +56,8 @@ DEATH_CAUSES = (
 CAUSE_CRS, CAUSE_PROGRESSION, CAUSE_INFECTION, CAUSE_GVHD = 1, 2, 3, 8
 #: Acute GVHD counts from day 7 to day 100 after the first infusion.
 GVHD_WINDOW_DAYS = (7.0, 100.0)
+#: Slack when a step's end, a sum of floats, is compared with a scheduled day.
+DAY_EPS = 1e-9
 
 
 class ClinicConst(NamedTuple):
@@ -211,7 +213,7 @@ def trigger_elimination(k, cs, t_end):
         return
     by_crs = k.elimination_crs_grade >= 0 and cs[CRS_NOW] >= k.elimination_crs_grade
     by_icans = k.elimination_icans_grade >= 0 and cs[ICANS_NOW] >= k.elimination_icans_grade
-    if by_crs or by_icans or t_end >= k.elimination_day:  # NaN day: False
+    if by_crs or by_icans or t_end >= k.elimination_day - DAY_EPS:  # NaN day: False
         cs[ELIMINATION_DAY] = t_end
         cs[ELIMINATION_UNTIL] = t_end + k.elimination_hours / 24.0
 
@@ -293,18 +295,23 @@ def draw_infections(k, cs, inf, t_day, dt_h, r, rs):
 
 @njit(cache=True)
 def draw_gvhd(k, cs, t_day, dt_h, rs):
-    """Acute GVHD from the product's own TCRs: onset in days 7-100, a grade, and death at grade IV."""
-    if k.gvhd_per_day <= 0.0 or not math.isnan(cs[GVHD_DAY]) or not GVHD_WINDOW_DAYS[0] <= t_day < GVHD_WINDOW_DAYS[1]:
-        return  # no draw at all without the hazard: other products keep their random streams
-    if uniform(rs, S_INFECTION) >= -math.expm1(-k.gvhd_per_day * dt_h / 24.0):
+    """Acute GVHD from the product's own TCRs (own stream): onset in days 7-100, a grade, death at grade IV.
+
+    None starts once the CAR T cells were eliminated (a suicide switch is the treatment of such GVHD).
+    """
+    if k.gvhd_per_day <= 0.0 or not math.isnan(cs[GVHD_DAY]) or not math.isnan(cs[ELIMINATION_DAY]):
+        return
+    if not GVHD_WINDOW_DAYS[0] <= t_day < GVHD_WINDOW_DAYS[1]:
+        return
+    if uniform(rs, S_GVHD) >= -math.expm1(-k.gvhd_per_day * dt_h / 24.0):
         return
     cs[GVHD_DAY] = t_day
-    u = uniform(rs, S_INFECTION)
+    u = uniform(rs, S_GVHD)
     grade = 1
     while grade < 4 and u >= k.gvhd_grade_cumulative[grade - 1]:
         grade += 1
     cs[GVHD_GRADE] = grade
-    if grade == 4 and uniform(rs, S_INFECTION) < k.gvhd_grade4_fatality and math.isnan(cs[DEATH_DAY]):
+    if grade == 4 and uniform(rs, S_GVHD) < k.gvhd_grade4_fatality and math.isnan(cs[DEATH_DAY]):
         cs[DEATH_DAY] = t_day + dt_h / 24.0
         cs[DEATH_CAUSE] = CAUSE_GVHD
 
@@ -312,12 +319,12 @@ def draw_gvhd(k, cs, t_day, dt_h, rs):
 @njit(cache=True)
 def assess_for_hsct(k, cs, r, t_end):
     """On the assessment day, mark the patient eligible (1) or not (0) for consolidating HSCT."""
-    if not math.isnan(cs[HSCT_ELIGIBLE]) or not t_end >= k.hsct_assess_day:  # NaN day: never
+    if not math.isnan(cs[HSCT_ELIGIBLE]) or not t_end >= k.hsct_assess_day - DAY_EPS:  # NaN day: never
         return
     ok = r.anc_1e9_per_l < k.hsct_anc_below_1e9_per_l
     if k.hsct_who >= 1:
         ok = ok and in_remission(k, r)
-    if k.hsct_who == 2:
+    if k.hsct_who == 2:  # the marrow read at MRD sensitivity, whatever the counts (MLFS included)
         ok = ok and r.bm_blast_percent / 100.0 < k.mrd_below_fraction
     cs[HSCT_ELIGIBLE] = 1.0 if ok and math.isnan(cs[DEATH_DAY]) else 0.0
 

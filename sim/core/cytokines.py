@@ -100,6 +100,16 @@ def produce_and_clear(dt, k, cyt, c, engagements_per_h, car_t_cells, deaths_per_
 
 
 @njit(cache=True)
+def deaths_per_ml_h(deaths_per_h, volume_l, present):
+    """Target cells dying per hour per mL of the body's present compartments (DAMPs circulate)."""
+    ml = 0.0
+    for c in range(volume_l.shape[0]):
+        if present[c]:
+            ml += volume_l[c] * 1e3
+    return deaths_per_h / ml
+
+
+@njit(cache=True)
 def macrophage_drive(k, ifng, il18_gain, deaths_per_ml_h):
     """Activation rate (1/h) of resting macrophages: IFN-gamma (times the IL-18 gain) and dying targets."""
     by_ifng = hill(ifng, k.macrophage_ifng_half_sat_pg_per_ml, 3.0) * il18_gain

@@ -40,8 +40,8 @@ EXACT_BELOW = 20.0
 NORMAL_BELOW = 1e4
 
 #: The kernel streams of a patient, one row of ``rs`` each (order fixes the row).
-STREAMS = ("resample", "engage", "car_t", "blasts", "hematopoiesis", "traffic", "infection")
-S_RESAMPLE, S_ENGAGE, S_CAR_T, S_BLASTS, S_HEMATOPOIESIS, S_TRAFFIC, S_INFECTION = range(len(STREAMS))
+STREAMS = ("resample", "engage", "car_t", "blasts", "hematopoiesis", "traffic", "infection", "gvhd")
+S_RESAMPLE, S_ENGAGE, S_CAR_T, S_BLASTS, S_HEMATOPOIESIS, S_TRAFFIC, S_INFECTION, S_GVHD = range(len(STREAMS))
 
 KEY, COUNTER, MODE = 0, 1, 2
 HYBRID, EXACT = 0, 1

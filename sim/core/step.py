@@ -36,7 +36,7 @@ from sim.core import clinic as cc
 from sim.core.blasts import BlastConst, bm_and_emd_blasts, nb_grow_blasts
 from sim.core.car_t import CarTConst, nb_update_car_t
 from sim.core.common import BM, EMD, N_COMP, PB, space_factor
-from sim.core.cytokines import IFNG, IL6, IL18, MAC, CytokineConst, nb_il18_boost, nb_update_cytokines
+from sim.core.cytokines import IFNG, IL6, IL18, MAC, CytokineConst, deaths_per_ml_h, nb_il18_boost, nb_update_cytokines
 from sim.core.engage import EngageConst, Targeting, nb_engage_targets, nb_refresh_activation
 from sim.core.frames import Agents
 from sim.core.hematopoiesis import HSPC, MONOCYTE, LineageConst, anc, nb_step_hematopoiesis, normal_bm_cells
@@ -306,11 +306,11 @@ def phase_cytokines(k, st, rs, rec):
     car_t_cells = np.zeros(N_COMP)
     for c in range(N_COMP):
         car_t_cells[c] = st.car_obs[c, 0] + st.car_obs[c, 1] + st.car_obs[c, 2]
-    deaths = st.kills_blast.sum() + st.kills_myeloid.sum()  # this step's kills, anywhere: DAMPs circulate
-    deaths_per_ml_h = deaths / k.sched.dt_h / (st.volume_l * st.present).sum() / 1e3
+    deaths = st.kills_blast.sum() + st.kills_myeloid.sum()  # this step's kills, anywhere
+    damps = deaths_per_ml_h(deaths / k.sched.dt_h, st.volume_l, st.present)
     damp = cc.steroid_damp(st.cs, t)
     nb_update_cytokines(
-        k.sched.dt_h, k.cytokines, st.cyt, st.sigma * st.t_engaged, car_t_cells, deaths_per_ml_h, st.volume_l, st.present, mono,
+        k.sched.dt_h, k.cytokines, st.cyt, st.sigma * st.t_engaged, car_t_cells, damps, st.volume_l, st.present, mono,
         damp,
     )  # fmt: skip
 
@@ -361,7 +361,7 @@ def pending_event(k, st):
     t = t_day_of(k, st)
     sc = k.sched
     i = int(st.scal[INFUSED] + st.scal[HELD])
-    if i < sc.infusion_days.shape[0] and t >= sc.infusion_days[i]:
+    if i < sc.infusion_days.shape[0] and t >= sc.infusion_days[i] - cc.DAY_EPS:
         return INFUSE
     if math.isnan(st.cs[cc.HSCT_DAY]):
         if t >= sc.consolidation_hsct_day and cc.in_remission(k.clinic, read_patient(k, st)):
@@ -374,13 +374,15 @@ def pending_event(k, st):
 
 
 def take_next_infusion(k, st) -> float:
-    """Give (or hold, once CRS reached the hold grade) the next infusion of the schedule; return its cells.
+    """Give or hold the next infusion of the schedule; return its cells (0 when held).
 
-    Shares are rounded on the running total, so the infusions add up to the dose.
+    Later infusions are held for good once CRS reaches the hold grade, and once the CAR T cells
+    were eliminated. Shares are rounded on the running total, so the infusions add up to the dose.
     """
     sc = k.sched
     i = int(st.scal[INFUSED] + st.scal[HELD])
-    if i > 0 and 0 <= sc.hold_at_crs_grade <= st.cs[cc.CRS_NOW]:
+    crs_hold = 0 <= sc.hold_at_crs_grade <= st.cs[cc.CRS_NOW]
+    if i > 0 and (st.scal[HELD] > 0.0 or crs_hold or not math.isnan(st.cs[cc.ELIMINATION_DAY])):
         st.scal[HELD] += 1.0
         return 0.0
     st.scal[INFUSED] += 1.0
