@@ -102,11 +102,11 @@ def produce_and_clear(dt, k, cyt, c, engagements_per_h, car_t_cells, deaths_per_
 @njit(cache=True)
 def deaths_per_ml_h(deaths_per_h, volume_l, present):
     """Target cells dying per hour per mL of the body's present compartments (DAMPs circulate)."""
-    ml = 0.0
+    litres = 0.0
     for c in range(volume_l.shape[0]):
         if present[c]:
-            ml += volume_l[c] * 1e3
-    return deaths_per_h / ml
+            litres += volume_l[c]
+    return deaths_per_h / litres / 1e3
 
 
 @njit(cache=True)
