@@ -354,7 +354,7 @@ PROTOCOL_ROWS = (
     ("IEC-HS", "iec_hs"),
     ("infection by day 28", "infection_any_day28"),
     ("death within the horizon", "death"),
-    ("a later infusion held for CRS", "infusion_held"),
+    ("a later infusion held (CRS, or cells eliminated)", "infusion_held"),
     ("CAR T cells eliminated", "car_t_eliminated"),
     ("allo-HSCT", "hsct"),
     ("acute GVHD, any grade", "gvhd_any"),
