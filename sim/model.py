@@ -455,7 +455,7 @@ class Simulation:
     @property
     def dose_given_cells_per_kg(self) -> float:
         """The CAR+ cells/kg the patient received so far."""
-        return self.patient.dose_cells_per_kg * float(self.st.scal[core.GIVEN_SHARE])
+        return self.patient.dose_cells_per_kg * float(self.k.sched.infusion_fractions[: self.infusions_given].sum())
 
     @property
     def t_day(self) -> float:

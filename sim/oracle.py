@@ -30,7 +30,7 @@ from sim.core.cytokines import (
     il18_boost,
     il18_target,
     macrophage_drive,
-)  # fmt: skip
+)
 from sim.core.engage import add_tissue_engagement, bystander_hazard, competence, kill_hazard_and_stimulation
 from sim.core.hematopoiesis import N_STAGES, anc, gcsf_fold, normal_bm_cells
 from sim.core.platelets import CIRCULATING, N_PLATELET, platelet_flows

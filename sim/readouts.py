@@ -138,13 +138,13 @@ def survival(c, horizon_day: float) -> dict:
         lfs_days = lfs_event if lfs_event is not None else horizon_day
         lfs_event_flag = lfs_event is not None
     negative = c.relapse_target_negative_fraction
+    negative_relapse = bool(negative is not None and negative > 0.5)
     return {
         "remission_day": c.remission_day,
         "relapse": c.relapse_day is not None,
         "relapse_day": c.relapse_day,
-        "relapse_target_negative": bool(negative is not None and negative > 0.5),
-        # the issue-23 name of the same reading, with the share it is read from
-        "relapse_antigen_negative": bool(negative is not None and negative > 0.5),
+        "relapse_target_negative": negative_relapse,
+        "relapse_antigen_negative": negative_relapse,  # the issue-23 name of the same reading
         "relapse_antigen_negative_fraction": negative,
         "relapse_icar_protected": bool(c.relapse_icar_protected_fraction is not None and c.relapse_icar_protected_fraction > 0.5),
         "lfs_days": float(lfs_days),

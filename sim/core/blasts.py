@@ -87,7 +87,7 @@ def nb_grow_blasts(dt, k, bl, n, occupancy, extra_death, rs):
     p_death_pb = prob(k.d_pb + extra_death, dt)
     w, x = bl.w, bl.x
     losing = k.antigen_loss_per_division > 0.0 and k.car_antigen1 >= 0
-    main_births = np.zeros(n)  # births of the main clone this step, where daughters may lose an antigen
+    main_births = np.zeros(n if losing else 0)  # births of the main clone, where daughters may lose an antigen
     for i in range(n):
         if w[i] <= 0.0:
             continue
@@ -109,7 +109,7 @@ def nb_grow_blasts(dt, k, bl, n, occupancy, extra_death, rs):
                         x[a, i] *= math.exp(s * normal(rs, S_BLASTS) - 0.5 * s * s)
                 x[k.n_antigens + A_STALE, i] = 1.0  # densities moved: activation to recompute
         w[i] = new_w
-        if bl.cls[i] == 0 and new_w > 0.0:
+        if losing and bl.cls[i] == 0 and new_w > 0.0:
             main_births[i] = births
     return lose_antigen(k, bl, n, main_births, rs) if losing else n
 

@@ -207,6 +207,12 @@ def apply_interventions(k, cs, t_end):
 
 
 @njit(cache=True)
+def occurs(rs, s, per_day, dt_h):
+    """Whether an event of hazard ``per_day`` happens within a step of ``dt_h`` hours (one draw of stream ``s``)."""
+    return uniform(rs, s) < -math.expm1(-per_day * dt_h / 24.0)
+
+
+@njit(cache=True)
 def trigger_elimination(k, cs, t_end):
     """Give the eliminating agent once, at its CRS or ICANS grade or on its day."""
     if not math.isnan(cs[ELIMINATION_DAY]):
@@ -280,7 +286,7 @@ def draw_infections(k, cs, inf, t_day, dt_h, r, rs):
     cs[NEUTROPENIC_DAYS] = cs[NEUTROPENIC_DAYS] + dt_h / 24.0 if anc < 0.5 else 0.0
     hazards = infection_hazards_per_day(k, cs, t_day, anc, r.ld_signal)
     for kind in range(3):
-        if uniform(rs, S_INFECTION) < -math.expm1(-hazards[kind] * dt_h / 24.0):
+        if occurs(rs, S_INFECTION, hazards[kind], dt_h):
             fatal = uniform(rs, S_INFECTION) < fatality_probability(k, kind, anc)
             i = int(cs[N_INFECTIONS])
             if i < inf.shape[0]:
@@ -303,7 +309,7 @@ def draw_gvhd(k, cs, t_day, dt_h, rs):
         return
     if not GVHD_WINDOW_DAYS[0] <= t_day < GVHD_WINDOW_DAYS[1]:
         return
-    if uniform(rs, S_GVHD) >= -math.expm1(-k.gvhd_per_day * dt_h / 24.0):
+    if not occurs(rs, S_GVHD, k.gvhd_per_day, dt_h):
         return
     cs[GVHD_DAY] = t_day
     u = uniform(rs, S_GVHD)
@@ -368,5 +374,5 @@ def nb_clinic_update(k, cs, inf, r, t_day, t_end, rs):
             cs[DEATH_DAY], cs[DEATH_CAUSE] = t_end, CAUSE_CRS
         elif r.total_blasts >= k.lethal_blast_burden:
             cs[DEATH_DAY], cs[DEATH_CAUSE] = t_end, CAUSE_PROGRESSION
-        elif t_day >= 0.0 and uniform(rs, S_INFECTION) < -math.expm1(-progression_hazard_per_day(k, r) * dt_h / 24.0):
+        elif t_day >= 0.0 and occurs(rs, S_INFECTION, progression_hazard_per_day(k, r), dt_h):
             cs[DEATH_DAY], cs[DEATH_CAUSE] = t_end, CAUSE_PROGRESSION

@@ -49,9 +49,9 @@ from sim.core.traffic import TrafficConst, nb_traffic_cells, traffic_rates
 STEP_PHASES = ("resample", "engage", "car_t", "blasts", "hematopoiesis", "cytokines", "traffic", "observe")
 
 # slots of ``PatientState.scal``
-# INFUSED and HELD: infusions of the schedule given and held back (for CRS); GIVEN_SHARE: of the dose
-STEP, H_SET, INFUSED, ADJUVANT_ON, HELD, GIVEN_SHARE = range(6)
-N_SCAL = 6
+# INFUSED and HELD: infusions of the schedule given and held back (holds persist, so the given are the first ones)
+STEP, H_SET, INFUSED, ADJUVANT_ON, HELD = range(5)
+N_SCAL = 5
 
 # what nb_run returns
 DONE, INFUSE, TRANSPLANT = 0, 1, 2
@@ -386,7 +386,6 @@ def take_next_infusion(k, st) -> float:
         st.scal[HELD] += 1.0
         return 0.0
     st.scal[INFUSED] += 1.0
-    st.scal[GIVEN_SHARE] += sc.infusion_fractions[i]
     cum = np.concatenate((np.zeros(1), np.cumsum(sc.infusion_fractions)))
     return float(np.round(sc.dose_cells * cum[i + 1]) - np.round(sc.dose_cells * cum[i]))
 
