@@ -163,16 +163,11 @@ def cohort(
 
 
 def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str | None, scheduler: str | None = None) -> None:
-    from sim.cohort import run_cohort, trajectories_long
+    from sim.cohort import trajectories_long
     from sim.io import provenance, save_figure, staged_outputs, write_json, write_parquet
     from sim.plots import cohort_figure, km_figure, spaghetti_figure, swimmer_figure
 
-    chunk_dir = out_dir / "chunks"
-    chunk_dir.mkdir(parents=True, exist_ok=True)
-    write_json(chunk_dir / "spec.json", {"hash": key, "scenario": sc.name, "n": n})
-    with _progress() as bar:
-        task = bar.add_task(f"{sc.name}: patients", total=n)
-        result = run_cohort(sc, n, workers, chunk_dir, progress=lambda k: bar.update(task, completed=k), scheduler=scheduler)
+    result = _simulate_cohort(sc, n, workers, out_dir, key, scheduler)
     with staged_outputs(out_dir) as staging:
         write_parquet(staging / "patients.parquet", result.patients)
         write_json(staging / "summary.json", {**result.summary, "provenance": provenance(params)})
@@ -181,11 +176,24 @@ def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str |
         write_parquet(staging / "trajectories.parquet", trajectories_long(result))
         save_figure(staging / "swimmer.png", swimmer_figure(result.patients, f"{sc.name}: each patient's course"))
         save_figure(staging / "spaghetti.png", spaghetti_figure(result, f"{sc.name}: daily trajectories"))
-    shutil.rmtree(chunk_dir, ignore_errors=True)
+    shutil.rmtree(out_dir / "chunks", ignore_errors=True)
     _print_cohort(result.summary)
     console.print(
         f"wrote {out_dir}/patients.parquet, trajectories.parquet, summary.json, cohort.png, km.png, swimmer.png, spaghetti.png"
     )
+
+
+def _simulate_cohort(sc, n: int, workers: int, out_dir: Path, key: str, scheduler: str | None):
+    """Run a cohort with a progress bar, keeping finished chunks under ``out_dir/chunks`` (resumable)."""
+    from sim.cohort import run_cohort
+    from sim.io import write_json
+
+    chunk_dir = out_dir / "chunks"
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    write_json(chunk_dir / "spec.json", {"hash": key, "scenario": sc.name, "n": n})
+    with _progress() as bar:
+        task = bar.add_task(f"{sc.name}: patients", total=n)
+        return run_cohort(sc, n, workers, chunk_dir, progress=lambda k: bar.update(task, completed=k), scheduler=scheduler)
 
 
 def _print_cohort(summary: dict) -> None:
@@ -543,6 +551,57 @@ def export(
         with tmp.open("a") as f:
             table.to_csv(f, index=False, na_rep=".")
     console.print(f"wrote {target} ({len(table)} records, {table.ID.nunique()} patients)")
+
+
+@app.command()
+def vpc(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML of the arm the observed data come from")],
+    observed: Annotated[
+        Path, typer.Option(help="Observed data: NONMEM-style CSV (ID, TIME h, DV, DVID) or CSV with day + series columns")
+    ],
+    n: Annotated[int, typer.Option("-n", "--n-patients", min=10, help="Virtual patients simulated")] = 200,
+    interval: Annotated[float, typer.Option(min=1, max=99, help="Central prediction interval in percent")] = 90.0,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker threads (default: all CPUs)")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Root seed (overrides the scenario's seed)")] = None,
+    overrides: SetOption = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default results/<scenario name>-vpc)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and simulate nothing")] = False,
+    params: ParamsOption = None,
+    scheduler: SchedulerOption = None,
+) -> None:
+    """Visual predictive check: observed data over simulated percentile bands (vpc.png, vpc_bands.parquet, vpc.json)."""
+    from sim.cohort import default_workers, spec_hash
+    from sim.io import check_output_dir, provenance, refuse_other_work, save_figure, staged_outputs, write_json, write_parquet
+    from sim.vpc import bands, coverage, figure, read_observed
+
+    sc = _load(scenario, overrides, seed, _param_set(params))
+    obs = read_observed(observed)
+    out_dir = check_output_dir(out or Path("results") / f"{sc.name}-vpc")
+    workers = workers or default_workers()
+    key = spec_hash(sc, n)
+    refuse_other_work(out_dir, "chunks/spec.json", key, "the scenario and -n of the unfinished cohort there")
+    if dry_run:
+        console.print(f"[green]valid[/green]: {len(obs)} observations, {n} patients of {sc.name} -> {out_dir}/")
+        return
+    if scheduler:
+        from sim.parallel import connect
+
+        connect(scheduler).close()
+    result = _simulate_cohort(sc, n, workers, out_dir, key, scheduler)
+    band = bands(result.trajectories, interval)
+    cover = coverage(band, obs)
+    with staged_outputs(out_dir) as staging:
+        write_parquet(staging / "vpc_bands.parquet", band)
+        summary = {"scenario": sc.name, "n_patients": n, "observed": str(observed), "prediction_interval_percent": interval}
+        write_json(staging / "vpc.json", {**summary, "coverage": cover, "provenance": provenance(params)})
+        save_figure(staging / "vpc.png", figure(band, obs, interval, f"{sc.name}: {n} virtual patients vs {observed.name}"))
+    shutil.rmtree(out_dir / "chunks", ignore_errors=True)
+    for series, c in cover.items():
+        share = "no point within the simulated days" if c["points"] == 0 else f"{c['share_inside']:.0%}"
+        console.print(
+            f"{series}: {c['inside']} of {c['points']} observed points inside the simulated {interval:g}% band ({share})"
+        )
+    console.print(f"wrote {out_dir}/vpc.png, vpc_bands.parquet, vpc.json")
 
 
 @app.command()

@@ -3,8 +3,10 @@
 Every arm is run on patients 0..N-1 drawn with the first arm's seed, so patient ``i`` has
 the same disease, antigen densities and product fitness in every arm whose population
 matches. Rates carry Wilson 95% intervals, medians a bootstrap interval, and each arm's
-difference from the first arm a paired bootstrap interval (the same resampled patients in
-both arms).
+difference from the first arm a paired bootstrap interval (``scipy.stats.bootstrap`` with
+``paired=True``: the same resampled patients in both arms). For a continuous outcome the
+difference is the difference of medians; the mean of the per-patient differences is kept
+beside it under its own name, since the two can differ even in sign.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from sim import outcomes
 from sim.antigens import Stage
@@ -52,39 +55,66 @@ def paired_scenarios(scenarios: list[Scenario]) -> list[Scenario]:
     return [s.model_copy(update={"seed": seed}) for s in scenarios]
 
 
-def bootstrap_indices(n: int, seed: int) -> np.ndarray:
-    """Resampled patient indices, shape (BOOTSTRAP, n), the same for every arm (paired)."""
-    return np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
+def ci95(data: tuple[np.ndarray, ...], statistic, seed: int) -> list[float]:
+    """Percentile 95% bootstrap interval of ``statistic(*data, axis)``, resampling patients jointly (paired).
+
+    Percentile rather than BCa: BCa's jackknife is degenerate for medians of counts with many
+    ties (days below an ANC limit). A fresh generator from ``seed`` for every call gives every
+    arm and outcome the same resampled patients.
+    """
+    res = stats.bootstrap(
+        data,
+        statistic,
+        n_resamples=BOOTSTRAP,
+        paired=True,
+        vectorized=True,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
-def ci95(values: np.ndarray) -> list[float]:
-    """Central 95% interval of bootstrap replicates."""
-    return [float(np.nanpercentile(values, 2.5)), float(np.nanpercentile(values, 97.5))]
+def _median(x, axis=-1):
+    return np.median(x, axis=axis)
 
 
-def arm_table(patients: pd.DataFrame, idx: np.ndarray) -> dict:
+def _mean(x, axis=-1):
+    return np.mean(x, axis=axis)
+
+
+def _median_difference(a, b, axis=-1):
+    return np.median(b, axis=axis) - np.median(a, axis=axis)
+
+
+def arm_table(patients: pd.DataFrame, seed: int) -> dict:
     """Rates (Wilson) and medians (bootstrap) of one arm."""
     out = {}
     for name, rule in RATES.items():
         out[name] = wilson(int(rule(patients).sum()), len(patients))
     for col in MEDIANS:
         x = patients[col].to_numpy(float)
-        out[f"median_{col}"] = {"median": float(np.median(x)), "ci95": ci95(np.median(x[idx], axis=1))}
+        out[f"median_{col}"] = {"median": float(np.median(x)), "ci95": ci95((x,), _median, seed)}
     return out
 
 
-def paired_differences(base: pd.DataFrame, other: pd.DataFrame, idx: np.ndarray) -> dict:
-    """Arm minus base, patient by patient: mean paired difference with a paired bootstrap 95% interval."""
+def paired_differences(base: pd.DataFrame, other: pd.DataFrame, seed: int) -> dict:
+    """Arm minus base on the same patients, with paired bootstrap 95% intervals.
+
+    Rates: the difference of rates. Continuous outcomes: the difference of medians
+    (``difference``), plus the mean and the median of the per-patient differences.
+    """
     out = {}
     for name, rule in RATES.items():
-        a, b = rule(base).to_numpy(float), rule(other).to_numpy(float)
-        out[name] = {"difference": float(b.mean() - a.mean()), "ci95": ci95(b[idx].mean(axis=1) - a[idx].mean(axis=1))}
+        diff = rule(other).to_numpy(float) - rule(base).to_numpy(float)
+        out[name] = {"difference": float(diff.mean()), "ci95": ci95((diff,), _mean, seed)}
     for col in MEDIANS:
-        diff = other[col].to_numpy(float) - base[col].to_numpy(float)  # per patient: paired
+        a, b = base[col].to_numpy(float), other[col].to_numpy(float)
+        diff = b - a  # per patient: paired
         out[f"median_{col}"] = {
-            "difference": float(diff.mean()),
+            "difference": float(np.median(b) - np.median(a)),
+            "ci95": ci95((a, b), _median_difference, seed),
+            "mean_paired_difference": {"value": float(diff.mean()), "ci95": ci95((diff,), _mean, seed)},
             "median_paired_difference": float(np.median(diff)),
-            "ci95": ci95(diff[idx].mean(axis=1)),
         }
     return out
 
@@ -121,44 +151,67 @@ def run_comparison(scenarios: list[Scenario], n: int, workers: int = 1, progress
     for k, sc in enumerate(arms):
         cb = (lambda done, k=k: progress(k * n + done)) if progress else None
         cohorts.append(run_cohort(sc, n, workers, progress=cb))
-    idx = bootstrap_indices(n, arms[0].seed)
+    seed = arms[0].seed
     names = [s.name for s in arms]
-    tables = {name: arm_table(c.patients, idx) for name, c in zip(names, cohorts, strict=True)}
+    tables = {name: arm_table(c.patients, seed) for name, c in zip(names, cohorts, strict=True)}
     diffs = {
-        name: paired_differences(cohorts[0].patients, c.patients, idx) for name, c in zip(names[1:], cohorts[1:], strict=True)
+        name: paired_differences(cohorts[0].patients, c.patients, seed) for name, c in zip(names[1:], cohorts[1:], strict=True)
     }
-    return Comparison(names, cohorts, tables, diffs, conclusion(names, tables, diffs))
+    return Comparison(names, cohorts, tables, diffs, conclusion(names, tables, diffs, n))
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def conclusion(names: list[str], tables: dict, diffs: dict) -> str:
+#: Half-width (rate) of the remission difference's 95% interval beyond which a verdict gets a caveat.
+PRECISE_HALF_WIDTH = 0.10
+
+
+def conclusion(names: list[str], tables: dict, diffs: dict, n: int) -> str:
     """One plain-language paragraph generated from the numbers."""
     base = names[0]
     t0 = tables[base]
     parts = [
-        f"On the same virtual patients, {base} gave marrow remission (CR/CRh/CRi/MLFS) in {_pct(t0['cr_cri_mlfs']['rate'])}, "
-        f"a median of {t0['median_days_anc_below_0_5']['median']:.1f} days with ANC below 0.5e9/L and grade-4 neutropenia "
-        f"in {_pct(t0['neutropenia_grade4']['rate'])}."
+        f"On the same {n} virtual patients, {base} gave marrow remission (CR/CRh/CRi/MLFS) in "
+        f"{_pct(t0['cr_cri_mlfs']['rate'])}, a median of {t0['median_days_anc_below_0_5']['median']:.1f} days with ANC "
+        f"below 0.5e9/L and grade-4 neutropenia in {_pct(t0['neutropenia_grade4']['rate'])}."
     ]
     for name in names[1:]:
         d = diffs[name]
-        days, rem = d["median_days_anc_below_0_5"], d["cr_cri_mlfs"]
+        # the verdict on neutrophils is per patient (common random numbers): the mean paired difference
+        days, rem = d["median_days_anc_below_0_5"]["mean_paired_difference"], d["cr_cri_mlfs"]
         spared = days["ci95"][1] < 0
         lost = rem["ci95"][1] < 0
         verdict = "spared neutrophils" if spared else "did not clearly spare neutrophils"
         rem_txt = f"{rem['difference'] * 100:+.0f} points, 95% CI {rem['ci95'][0] * 100:+.0f} to {rem['ci95'][1] * 100:+.0f}"
         cost = f"but lost remissions ({rem_txt})" if lost else f"without a clear loss of remissions ({rem_txt})"
-        days_txt = f"{days['difference']:+.1f} days below 0.5, 95% CI {days['ci95'][0]:+.1f} to {days['ci95'][1]:+.1f}"
+        days_txt = f"{days['value']:+.1f} days below 0.5 per patient, 95% CI {days['ci95'][0]:+.1f} to {days['ci95'][1]:+.1f}"
         protected = _pct(tables[name]["relapse_icar_protected"]["rate"])
         parts.append(f"{name} {verdict} ({days_txt}) {cost}; relapses with iCAR-protected blasts: {protected}.")
+        parts += small_cohort_caveat(name, rem["ci95"], n)
     parts.append(
-        "These are model predictions: iCAR inhibition strength and thresholds are assumed (PARAMETERS.md: I_max prior "
+        "These are model predictions: iCAR inhibition strength and thresholds are assumed (I_max prior "
         "0.5-0.99, threshold 1e3-1e5 molecules), so the size of the benefit rests on them."
     )
     return " ".join(parts)
+
+
+def small_cohort_caveat(name: str, rem_ci95: list[float], n: int) -> list[str]:
+    """A sentence when the remission difference is too imprecise for its verdict (none otherwise).
+
+    The half-width of a paired difference in rates shrinks as 1/sqrt(n), which gives the
+    cohort size that would bring it to ``PRECISE_HALF_WIDTH``.
+    """
+    half = (rem_ci95[1] - rem_ci95[0]) / 2
+    if half <= PRECISE_HALF_WIDTH:
+        return []
+    needed = int(np.ceil(n * (half / PRECISE_HALF_WIDTH) ** 2))
+    return [
+        f"Caveat: with {n} patients per arm the remission difference for {name} is known only to within "
+        f"+/-{100 * half:.0f} points, so a smaller loss cannot be excluded; about {needed} patients per arm "
+        f"would narrow it to +/-{100 * PRECISE_HALF_WIDTH:.0f}."
+    ]
 
 
 def figures(comp: Comparison) -> dict:

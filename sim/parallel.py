@@ -58,7 +58,10 @@ def spawn_pool(workers: int) -> ProcessPoolExecutor:
 
 def connect(scheduler: str):
     """A ``dask.distributed.Client`` for ``scheduler``; an unreachable address is a :class:`UserError`."""
-    from distributed import Client
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UserError("--scheduler", "", scheduler, 'Dask installed: pip install "cart-sim[cluster]"') from None
 
     try:
         return Client(scheduler, timeout="10s")
@@ -79,9 +82,9 @@ def ordered_map(workers: int = 1, scheduler: str | None = None) -> tuple[Callabl
 
 
 def _run_dask(fn, tasks: dict, scheduler: str, on_result) -> None:
-    from distributed import as_completed as dask_completed
-
     with connect(scheduler) as client:
+        from distributed import as_completed as dask_completed
+
         futures = {client.submit(fn, *args, key=f"{fn.__name__}-{key}", pure=False): key for key, args in tasks.items()}
         for fut in dask_completed(futures):
             on_result(futures[fut], fut.result())
