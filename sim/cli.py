@@ -70,6 +70,14 @@ def _load(scenario: Path, overrides: list[str] | None, seed: int | None, params:
     return sc
 
 
+def _check_scheduler(scheduler: str | None) -> None:
+    """An unreachable cluster is an error before anything is written."""
+    if scheduler:
+        from sim.parallel import connect
+
+        connect(scheduler).close()
+
+
 def _progress():
     """A progress bar on stderr: done / total, elapsed and remaining time."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -155,10 +163,7 @@ def cohort(
         console.print_json(sc.model_dump_json())
         console.print(f"[green]valid[/green]: {n} patients of {sc.name} on {workers} workers -> {out_dir}/")
         return
-    if scheduler:  # an unreachable cluster is an error before anything is written
-        from sim.parallel import connect
-
-        connect(scheduler).close()
+    _check_scheduler(scheduler)
     _run_cohort(sc, n, workers, out_dir, key, params, scheduler)
 
 
@@ -217,6 +222,7 @@ def compare(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and simulate nothing")] = False,
     seed: Annotated[int | None, typer.Option(min=0, help="Root seed of every arm (default: the first arm's)")] = None,
     params: ParamsOption = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Compare arms on the same virtual patients: compare.json, anc.png, kinetics.png, lineage.png.
 
@@ -240,9 +246,10 @@ def compare(
     if dry_run:
         console.print(f"[green]valid[/green]: {len(arms)} arms x {n} patients on {workers} workers -> {out_dir}/")
         return
+    _check_scheduler(scheduler)
     with _progress() as bar:
         task = bar.add_task("patients (all arms)", total=n * len(arms))
-        comp = run_comparison(arms, n, workers, progress=lambda k: bar.update(task, completed=k))
+        comp = run_comparison(arms, n, workers, progress=lambda k: bar.update(task, completed=k), scheduler=scheduler)
     with staged_outputs(out_dir) as staging:
         write_json(staging / "compare.json", {**comp.to_json(), "provenance": provenance(params)})
         for name, fig in figures(comp).items():
@@ -285,6 +292,9 @@ def validate(
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any metric falls outside its interval")] = False,
     params: ParamsOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the scenarios and the arms, simulate nothing")] = False,
+    seed: Annotated[int | None, typer.Option(min=0, help="Root seed of every arm (default: each scenario's)")] = None,
+    overrides: SetOption = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Compare every reported arm of clinical_targets.yaml with its simulated cohort.
 
@@ -294,8 +304,8 @@ def validate(
     --strict.
     """
     from sim.cohort import default_workers
-    from sim.io import check_output_dir, save_figure, write_json
-    from sim.validate import arm_scenarios, reported_arms, run_validation, summary_counts, validation_figure
+    from sim.io import check_output_dir, provenance, save_figure, staged_outputs, write_json
+    from sim.validate import arm_cohorts, arm_scenarios, reported_arms, run_validation, summary_counts, validation_figure
 
     out_dir = check_output_dir(out)
     param_set = _param_set(params)
@@ -305,24 +315,23 @@ def validate(
     missing = [k for k in reported_arms() if k not in arm_scenarios(scenarios)]
     if missing:
         raise UserError(str(scenarios), ".".join(missing[0]), None, "a scenario whose trial section names this arm")
+    sets = [*(overrides or []), *([f"seed={seed}"] if seed is not None else [])]
+    n_arms = len(arm_cohorts(scenarios, param_set, sets))  # every --set checked on every arm before any work
     if dry_run:
-        console.print(f"[green]valid[/green]: {len(reported_arms())} reported arms x {n_patients} patients -> {out_dir}/")
+        console.print(f"[green]valid[/green]: {n_arms} reported arms x {n_patients} patients -> {out_dir}/")
         return
-    with err_console.status("simulating the reported arms") as status:
+    _check_scheduler(scheduler)
+    with _progress() as bar:
+        task = bar.add_task("reported arms: patients", total=n_arms * n_patients)
         records = run_validation(
-            scenarios,
-            n_patients,
-            workers,
-            on_arm=lambda s, a: status.update(f"simulating {s}/{a} ({n_patients} patients)"),
-            params=param_set,
+            scenarios, n_patients, workers, lambda k: bar.update(task, completed=k), param_set, sets, scheduler
         )
     _print_validation(records)
     counts = summary_counts(records)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(
-        out_dir / "validation.json", {"summary": counts, "n_simulated_per_arm": n_patients, "records": [vars(r) for r in records]}
-    )
-    save_figure(out_dir / "validation.png", validation_figure(records))
+    with staged_outputs(out_dir) as staging:
+        record = {"summary": counts, "n_simulated_per_arm": n_patients, "records": [vars(r) for r in records]}
+        write_json(staging / "validation.json", {**record, "provenance": provenance(params)})
+        save_figure(staging / "validation.png", validation_figure(records))
     console.print(f"{counts['agree']} of {counts['metrics']} reported metrics inside their 95% predictive intervals")
     console.print(f"wrote {out_dir}/validation.json, validation.png")
     if strict and counts["agree"] < counts["metrics"]:
@@ -446,6 +455,8 @@ def screen(
     ] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker threads (default: all CPUs)")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/<screen name>)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate every design and simulate nothing")] = False,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Rank targets or designs on the same virtual patients: screen.csv, screen.png and a printed ranking.
 
@@ -461,6 +472,11 @@ def screen(
         sc.spec.n_patients = n
     out_dir = check_output_dir(out or Path("results") / sc.spec.name)
     workers = workers or default_workers()
+    if dry_run:
+        n_designs = len(sc.scenarios)
+        console.print(f"[green]valid[/green]: {n_designs} designs x {sc.spec.n_patients} patients -> {out_dir}/")
+        return
+    _check_scheduler(scheduler)
     cohorts = {}
     with _progress() as bar:
         task = bar.add_task(f"{sc.spec.name}: patients (all designs)", total=sc.spec.n_patients * len(sc.scenarios))
@@ -468,7 +484,7 @@ def screen(
             base = k * sc.spec.n_patients
             chunks = out_dir / "designs" / f"{name}-n{sc.spec.n_patients}"
             result = run_cohort(
-                scenario, sc.spec.n_patients, workers, chunks, progress=lambda i, b=base: bar.update(task, completed=b + i)
+                scenario, sc.spec.n_patients, workers, chunks, lambda i, b=base: bar.update(task, completed=b + i), scheduler
             )
             cohorts[name] = result.patients
     table = rank(sc, cohorts)
@@ -494,6 +510,7 @@ def calibrate(
     workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: all CPUs)")] = None,
     scheduler: SchedulerOption = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/calibration[-quick])")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the spec and its arms, fit nothing")] = False,
 ) -> None:
     """Fit low-confidence parameters by ABC-SMC (pyabc): posterior.parquet, corner.png, calibrated.yaml.
 
@@ -508,6 +525,13 @@ def calibrate(
         spec = Path("scenarios") / "calibration" / ("quick.yaml" if quick else "trials.yaml")
     out_dir = check_output_dir(out or Path("results") / ("calibration-quick" if quick else "calibration"))
     workers = workers or default_workers()
+    if dry_run:
+        from sim.calibrate import Problem, load_spec
+
+        loaded = load_spec(spec)
+        Problem(loaded, spec)  # builds every arm's scenario: bad paths and values fail here
+        console.print(f"[green]valid[/green]: {spec}: {len(loaded.parameters)} parameters -> {out_dir}/")
+        return
     with err_console.status(f"ABC-SMC on {spec} (every generation is kept in {out_dir}/abc.db)"):
         record = run_calibration(spec, out_dir, workers, scheduler, log=lambda line: err_console.print(line))
     table = Table(
@@ -583,10 +607,7 @@ def vpc(
     if dry_run:
         console.print(f"[green]valid[/green]: {len(obs)} observations, {n} patients of {sc.name} -> {out_dir}/")
         return
-    if scheduler:
-        from sim.parallel import connect
-
-        connect(scheduler).close()
+    _check_scheduler(scheduler)
     result = _simulate_cohort(sc, n, workers, out_dir, key, scheduler)
     band = bands(result.trajectories, interval)
     cover = coverage(band, obs)

@@ -144,13 +144,15 @@ class Comparison:
         }
 
 
-def run_comparison(scenarios: list[Scenario], n: int, workers: int = 1, progress=None) -> Comparison:
+def run_comparison(
+    scenarios: list[Scenario], n: int, workers: int = 1, progress=None, scheduler: str | None = None
+) -> Comparison:
     """Run every arm on the same ``n`` virtual patients and compare them with the first."""
     arms = paired_scenarios(scenarios)
     cohorts = []
     for k, sc in enumerate(arms):
         cb = (lambda done, k=k: progress(k * n + done)) if progress else None
-        cohorts.append(run_cohort(sc, n, workers, progress=cb))
+        cohorts.append(run_cohort(sc, n, workers, progress=cb, scheduler=scheduler))
     seed = arms[0].seed
     names = [s.name for s in arms]
     tables = {name: arm_table(c.patients, seed) for name, c in zip(names, cohorts, strict=True)}

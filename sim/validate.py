@@ -143,34 +143,54 @@ def arm_scenarios(scenario_dir: Path) -> dict[tuple[str, str], Path]:
     return out
 
 
-def run_validation(scenario_dir: Path, n_sim: int, workers: int, on_arm=None, params: dict | None = None) -> list[Record]:
+def run_validation(
+    scenario_dir: Path,
+    n_sim: int,
+    workers: int,
+    progress=None,
+    params: dict | None = None,
+    overrides: list[str] | None = None,
+    scheduler: str | None = None,
+) -> list[Record]:
     """Simulate every reported arm of the calibration set and compare each reported count.
 
     Args:
         scenario_dir: Folder with one scenario per arm (``trial`` sections).
         n_sim: Virtual patients per arm.
-        workers: Worker processes.
-        on_arm: Called with (study, arm) before each arm is simulated.
+        workers: Worker threads.
+        progress: Called with the number of patients simulated so far (all arms).
         params: A parameter set (``--params``) under every arm's own ``params``.
+        overrides: ``--set`` values applied to every arm.
+        scheduler: A Dask scheduler address.
 
     Raises:
         KeyError: (study, arm) of a reported arm that has no scenario.
     """
     from sim.cohort import run_cohort
+
+    scenarios = arm_cohorts(scenario_dir, params, overrides)
+    records = []
+    for k, (key, (sc, n_reported, metrics)) in enumerate(scenarios.items()):
+        cb = (lambda done, base=k * n_sim: progress(base + done)) if progress else None
+        patients = run_cohort(sc, n_sim, workers, progress=cb, scheduler=scheduler).patients
+        records += [compare(*key, m, c, n_reported, patients) for m, c in metrics]
+    return records
+
+
+def arm_cohorts(scenario_dir: Path, params: dict | None = None, overrides: list[str] | None = None) -> dict:
+    """(study, arm) -> (scenario, reported cohort size, reported metrics) of every arm with a reported size."""
     from sim.scenario import load_scenario, with_param_set
 
     arms = arm_scenarios(scenario_dir)
-    records = []
+    out = {}
     for study in clinical_targets()["studies"]:
         for arm in study["arms"]:
             if arm.get("patients") is None:
                 continue
             key = (study["id"], str(arm["id"]))
-            if on_arm:
-                on_arm(*key)
-            patients = run_cohort(with_param_set(load_scenario(arms[key]), params), n_sim, workers).patients
-            records += [compare(*key, m, c, arm["patients"], patients) for m, c in reported_metrics(arm)]
-    return records
+            sc = with_param_set(load_scenario(arms[key], overrides), params)
+            out[key] = (sc, arm["patients"], reported_metrics(arm))
+    return out
 
 
 def summary_counts(records: list[Record]) -> dict:

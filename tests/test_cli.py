@@ -210,6 +210,13 @@ BAD_OTHER = [
     ("compare-negative-seed", ["compare", STD, str(SCENARIOS / "cll1_cd16_icar.yaml"), "--seed", "-1"], "'--seed'"),
     ("compare-unknown-params", ["compare", STD, str(SCENARIOS / "cll1_cd16_icar.yaml"), "--params", "nope.yaml"], "nope"),
     ("validate-binary-file", ["validate", "--scenarios", "BINARY_DIR", "-n", "10"], "readable UTF-8 text file"),
+    ("validate-bad-override", ["validate", "--set", "product.dosee=3"], "product.dosee = 3: expected no such key"),
+    (
+        "compare-unreachable-scheduler",
+        ["compare", STD, str(SCENARIOS / "cll1_cd16_icar.yaml"), "-n", "2", "--scheduler", "tcp://127.0.0.1:9"],
+        "a running Dask scheduler",
+    ),
+    ("screen-missing-spec", ["screen", "nope.yaml", "--dry-run"], "nope.yaml"),
 ]
 
 
@@ -234,3 +241,24 @@ def test_output_folder_that_is_a_file_for_cohort_and_compare(tmp_path, command):
     r = cart_sim(command, *args, "--out", str(f))
     assert r.returncode == 2 and "this is a file" in r.stderr and "Traceback" not in r.stderr
     assert f.read_text() == "x"
+
+
+#: Options every long-running command offers, where they make sense (issue 26, item 6).
+COMMON_OPTIONS = {
+    "run": ("--seed", "--set", "--params", "--out", "--dry-run"),
+    "cohort": ("--seed", "--set", "--params", "--out", "--workers", "--scheduler", "--dry-run"),
+    "compare": ("--seed", "--set", "--params", "--out", "--workers", "--scheduler", "--dry-run"),
+    "validate": ("--seed", "--set", "--params", "--out", "--workers", "--scheduler", "--dry-run"),
+    "vpc": ("--seed", "--set", "--params", "--out", "--workers", "--scheduler", "--dry-run"),
+    "sweep": ("--out", "--workers", "--scheduler", "--dry-run"),
+    "screen": ("--out", "--workers", "--scheduler", "--dry-run"),
+    "calibrate": ("--out", "--workers", "--scheduler", "--dry-run"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMON_OPTIONS))
+def test_commands_share_one_set_of_options(command):
+    r = cart_sim(command, "--help")
+    assert r.returncode == 0, r.stderr
+    missing = [o for o in COMMON_OPTIONS[command] if o not in r.stdout]
+    assert not missing, f"{command} lacks {missing}"
