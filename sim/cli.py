@@ -129,7 +129,7 @@ def _write_run(result, sim, out_dir: Path, params: str | None) -> None:
 
     with staged_outputs(out_dir) as staging:
         write_parquet(staging / "timeseries.parquet", result.timeseries)
-        write_json(staging / "summary.json", {**result.summary, "provenance": provenance(params)})
+        write_json(staging / "summary.json", {**result.summary, "provenance": provenance(params, [result.scenario])})
         save_figure(staging / "patient.png", patient_figure(result.timeseries, result.summary, sim.volume_l[1]), tight=False)
 
 
@@ -175,7 +175,7 @@ def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str |
     result = _simulate_cohort(sc, n, workers, out_dir, key, scheduler)
     with staged_outputs(out_dir) as staging:
         write_parquet(staging / "patients.parquet", result.patients)
-        write_json(staging / "summary.json", {**result.summary, "provenance": provenance(params)})
+        write_json(staging / "summary.json", {**result.summary, "provenance": provenance(params, [sc])})
         save_figure(staging / "cohort.png", cohort_figure(result, f"{sc.name}: {n} virtual patients"))
         save_figure(staging / "km.png", km_figure(result.patients, f"{sc.name}: overall and leukemia-free survival"))
         write_parquet(staging / "trajectories.parquet", trajectories_long(result))
@@ -251,7 +251,7 @@ def compare(
         task = bar.add_task("patients (all arms)", total=n * len(arms))
         comp = run_comparison(arms, n, workers, progress=lambda k: bar.update(task, completed=k), scheduler=scheduler)
     with staged_outputs(out_dir) as staging:
-        write_json(staging / "compare.json", {**comp.to_json(), "provenance": provenance(params)})
+        write_json(staging / "compare.json", {**comp.to_json(), "provenance": provenance(params, arms)})
         for name, fig in figures(comp).items():
             save_figure(staging / name, fig)
     _print_comparison(comp)
@@ -614,7 +614,7 @@ def vpc(
     with staged_outputs(out_dir) as staging:
         write_parquet(staging / "vpc_bands.parquet", band)
         summary = {"scenario": sc.name, "n_patients": n, "observed": str(observed), "prediction_interval_percent": interval}
-        write_json(staging / "vpc.json", {**summary, "coverage": cover, "provenance": provenance(params)})
+        write_json(staging / "vpc.json", {**summary, "coverage": cover, "provenance": provenance(params, [sc])})
         save_figure(staging / "vpc.png", figure(band, obs, interval, f"{sc.name}: {n} virtual patients vs {observed.name}"))
     shutil.rmtree(out_dir / "chunks", ignore_errors=True)
     for series, c in cover.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -37,8 +38,28 @@ def atomic_path(path: str | Path):
             os.unlink(tmp)
 
 
-def provenance(params: str | None = None) -> dict:
-    """What made an output: cart-sim and dependency versions, the ``--params`` set, the command line."""
+@functools.cache
+def source_commit() -> str | None:
+    """The git commit of the cart-sim sources (``-dirty`` when edited), or None outside a checkout."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=40"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def provenance(params: str | None = None, scenarios: list | None = None) -> dict:
+    """What made an output: versions and commit, the ``--params`` set, the scenarios (hash, seed), the command line."""
     import platform
     import sys
     from importlib.metadata import PackageNotFoundError, version
@@ -56,7 +77,11 @@ def provenance(params: str | None = None) -> dict:
         "cart_sim": __version__,
         "python": platform.python_version(),
         "packages": {name: v(name) for name in packages},
+        "commit": source_commit(),
         "params_file": params,
+        "scenarios": [
+            {"name": sc.name, "seed": sc.seed, "hash": content_hash(sc.model_dump(mode="json"))} for sc in scenarios or []
+        ],
         "command": " ".join(["cart-sim", *sys.argv[1:]]),
     }
 

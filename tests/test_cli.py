@@ -43,6 +43,8 @@ def test_run_writes_the_three_outputs(tmp_path):
     assert required <= set(summary)
     prov = summary["provenance"]  # what made it: versions, parameter set, command
     assert prov["cart_sim"] == summary["version"] and prov["packages"]["numba"] and prov["params_file"] is None
+    assert prov["scenarios"] == [{"name": "cll1_standard", "seed": summary["seed"], "hash": prov["scenarios"][0]["hash"]}]
+    assert len(prov["scenarios"][0]["hash"]) == 16 and "commit" in prov  # None outside a git checkout
     ts = pd.read_parquet(out / "timeseries.parquet")
     assert {
         "t_days",
