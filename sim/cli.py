@@ -287,8 +287,13 @@ def _print_comparison(comp) -> None:
 def validate(
     n_patients: Annotated[int, typer.Option("--n-patients", "-n", min=10, help="Virtual patients simulated per arm")] = 200,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker threads (default: all CPUs)")] = None,
-    scenarios: Annotated[Path, typer.Option(help="Folder of scenarios with trial sections")] = Path("scenarios"),
-    out: Annotated[Path, typer.Option(help="Output folder")] = Path("results") / "validation",
+    scenarios: Annotated[
+        Path | None, typer.Option(help="Folder of scenarios with trial sections (default: the target set's)")
+    ] = None,
+    targets: Annotated[
+        str, typer.Option(help="calibration (clinical_targets.yaml) or training (training_arms.yaml, never tuned on)")
+    ] = "calibration",
+    out: Annotated[Path | None, typer.Option(help="Output folder (default results/validation[-training])")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if any metric falls outside its interval")] = False,
     params: ParamsOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the scenarios and the arms, simulate nothing")] = False,
@@ -305,18 +310,29 @@ def validate(
     """
     from sim.cohort import default_workers
     from sim.io import check_output_dir, provenance, save_figure, staged_outputs, write_json
-    from sim.validate import arm_cohorts, arm_scenarios, reported_arms, run_validation, summary_counts, validation_figure
+    from sim.validate import (
+        SCENARIO_DIRS,
+        arm_cohorts,
+        arm_scenarios,
+        reported_arms,
+        run_validation,
+        summary_counts,
+        validation_figure,
+    )
 
-    out_dir = check_output_dir(out)
+    if targets not in SCENARIO_DIRS:
+        raise UserError("--targets", "", targets, " or ".join(SCENARIO_DIRS))
+    scenarios = scenarios or SCENARIO_DIRS[targets]
+    out_dir = check_output_dir(out or Path("results") / ("validation" if targets == "calibration" else f"validation-{targets}"))
     param_set = _param_set(params)
     if not scenarios.is_dir():
         raise UserError("--scenarios", "", str(scenarios), "a folder of scenario YAML files")
     workers = workers or default_workers()
-    missing = [k for k in reported_arms() if k not in arm_scenarios(scenarios)]
+    missing = [k for k in reported_arms(targets) if k not in arm_scenarios(scenarios)]
     if missing:
         raise UserError(str(scenarios), ".".join(missing[0]), None, "a scenario whose trial section names this arm")
     sets = [*(overrides or []), *([f"seed={seed}"] if seed is not None else [])]
-    n_arms = len(arm_cohorts(scenarios, param_set, sets))  # every --set checked on every arm before any work
+    n_arms = len(arm_cohorts(scenarios, param_set, sets, targets))  # every --set checked on every arm before any work
     if dry_run:
         console.print(f"[green]valid[/green]: {n_arms} reported arms x {n_patients} patients -> {out_dir}/")
         return
@@ -324,7 +340,7 @@ def validate(
     with _progress() as bar:
         task = bar.add_task("reported arms: patients", total=n_arms * n_patients)
         records = run_validation(
-            scenarios, n_patients, workers, lambda k: bar.update(task, completed=k), param_set, sets, scheduler
+            scenarios, n_patients, workers, lambda k: bar.update(task, completed=k), param_set, sets, scheduler, targets
         )
     _print_validation(records)
     counts = summary_counts(records)

@@ -55,6 +55,11 @@ BINARY: dict[str, Outcome] = {
         Outcome(
             "best_cr_cri", "CR, CRh or CRi at any assessment to the horizon", lambda d: d.best_response.isin(("CR", "CRh", "CRi"))
         ),
+        Outcome(
+            "best_overall_response",
+            "CR, CRh, CRi, MLFS or PR at any assessment to the horizon",
+            lambda d: d.best_response.isin(("CR", "CRh", "CRi", "MLFS", "PR")),
+        ),
         Outcome("progressive_disease", "ELN 2022 progressive disease at day 28", _response_in("PD")),
         Outcome(
             "mrd_negative_cr", "CR, CRh or CRi without flow MRD (below outputs.mrd_sensitivity) at day 28", _flag("mrd_negative")

@@ -20,6 +20,9 @@ Metric rules (reported field -> per-patient outcome):
   must be a part of it;
 * ``mrd_negative_complete_remission``: CR/CRh/CRi with flow MRD below the scenario's sensitivity;
 * ``overall_response``: CR, CRh, CRi, MLFS or PR;
+* ``cr_cri_mlfs``, ``cr_cri``, ``best_overall_response`` (the training set): the cohort outcomes
+  of those names, for abstracts that separate the categories or report a best response over
+  repeated infusions;
 * ``crs_grade`` / ``icans_grade`` keys ``"g"`` or ``"a-b"``: highest grade within the range;
 * ``other.iec_hs``: IEC-HS;
 * ``other.neutropenia_or_thrombocytopenia_grade_3`` / ``_4``: the worse of the CTCAE
@@ -47,9 +50,20 @@ from sim.scenario import read_yaml_mapping
 NOT_MODELLED = ("liver_function_damage", "dose_limiting_toxicity")
 
 
+#: Reported arm sets: the calibration set the defaults were set on, and the training set they never saw.
+TARGET_SETS = {"calibration": "clinical_targets.yaml", "training": "training_arms.yaml"}
+#: Where each set's scenarios are (relative to the working folder), one per arm with a ``trial`` section.
+SCENARIO_DIRS = {"calibration": Path("scenarios"), "training": Path("scenarios") / "training"}
+
+
+def target_set(name: str = "calibration") -> dict:
+    """A packaged set of reported arms (``TARGET_SETS``)."""
+    return yaml.safe_load((resources.files("sim") / "data" / TARGET_SETS[name]).read_text())
+
+
 def clinical_targets() -> dict:
     """The packaged calibration set (a verbatim copy of ``../shared/data/clinical_targets.yaml``)."""
-    return yaml.safe_load((resources.files("sim") / "data" / "clinical_targets.yaml").read_text())
+    return target_set("calibration")
 
 
 def grade_range(key: str) -> tuple[int, int]:
@@ -60,6 +74,9 @@ def grade_range(key: str) -> tuple[int, int]:
 
 #: Reported metrics that are one cohort outcome (``sim.cohort.OUTCOMES``); the rules are in the module docstring.
 REPORTED_AS_OUTCOME = {
+    "cr_cri_mlfs": "cr_cri_mlfs",
+    "cr_cri": "cr_cri",
+    "best_overall_response": "best_overall_response",
     "complete_remission": "cr_cri_mlfs",
     "complete_remission:cr_cri": "cr_cri",
     "mrd_negative_complete_remission": "mrd_negative_cr",
@@ -83,11 +100,15 @@ def outcome(metric: str, patients: pd.DataFrame) -> pd.Series | None:
     return None
 
 
+#: Fields that name their outcome exactly (the training set uses them where an abstract separates categories).
+EXACT_FIELDS = ("cr_cri_mlfs", "cr_cri", "best_overall_response")
+
+
 def reported_metrics(arm: dict) -> list[tuple[str, int]]:
     """(metric, reported count) pairs of one arm, skipping ``null`` (not reported)."""
     out = []
     separates = any(arm.get(f) is not None for f in ("mrd_negative_complete_remission", "overall_response"))
-    for field in ("complete_remission", "mrd_negative_complete_remission", "overall_response"):
+    for field in ("complete_remission", "mrd_negative_complete_remission", "overall_response", *EXACT_FIELDS):
         if arm.get(field) is not None:
             name = "complete_remission:cr_cri" if field == "complete_remission" and separates else field
             out.append((name, int(arm[field])))
@@ -128,9 +149,10 @@ def compare(study: str, arm: str, metric: str, reported: int, n: int, patients: 
     return Record(study, arm, metric, n, reported, m, k / m, float(dist.mean()), (lo, hi), float(dist.pmf(reported)), verdict)
 
 
-def reported_arms() -> list[tuple[str, str]]:
-    """(study, arm) of every arm with a reported patient count."""
-    return [(s["id"], str(a["id"])) for s in clinical_targets()["studies"] for a in s["arms"] if a.get("patients") is not None]
+def reported_arms(targets: str = "calibration") -> list[tuple[str, str]]:
+    """(study, arm) of every arm of a target set with a reported patient count."""
+    studies = target_set(targets)["studies"]
+    return [(s["id"], str(a["id"])) for s in studies for a in s["arms"] if a.get("patients") is not None]
 
 
 def arm_scenarios(scenario_dir: Path) -> dict[tuple[str, str], Path]:
@@ -151,8 +173,9 @@ def run_validation(
     params: dict | None = None,
     overrides: list[str] | None = None,
     scheduler: str | None = None,
+    targets: str = "calibration",
 ) -> list[Record]:
-    """Simulate every reported arm of the calibration set and compare each reported count.
+    """Simulate every reported arm of a target set and compare each reported count.
 
     Args:
         scenario_dir: Folder with one scenario per arm (``trial`` sections).
@@ -162,13 +185,14 @@ def run_validation(
         params: A parameter set (``--params``) under every arm's own ``params``.
         overrides: ``--set`` values applied to every arm.
         scheduler: A Dask scheduler address.
+        targets: The set of reported arms (``TARGET_SETS``).
 
     Raises:
         KeyError: (study, arm) of a reported arm that has no scenario.
     """
     from sim.cohort import run_cohort
 
-    scenarios = arm_cohorts(scenario_dir, params, overrides)
+    scenarios = arm_cohorts(scenario_dir, params, overrides, targets)
     records = []
     for k, (key, (sc, n_reported, metrics)) in enumerate(scenarios.items()):
         cb = (lambda done, base=k * n_sim: progress(base + done)) if progress else None
@@ -177,13 +201,15 @@ def run_validation(
     return records
 
 
-def arm_cohorts(scenario_dir: Path, params: dict | None = None, overrides: list[str] | None = None) -> dict:
+def arm_cohorts(
+    scenario_dir: Path, params: dict | None = None, overrides: list[str] | None = None, targets: str = "calibration"
+) -> dict:
     """(study, arm) -> (scenario, reported cohort size, reported metrics) of every arm with a reported size."""
     from sim.scenario import load_scenario, with_param_set
 
     arms = arm_scenarios(scenario_dir)
     out = {}
-    for study in clinical_targets()["studies"]:
+    for study in target_set(targets)["studies"]:
         for arm in study["arms"]:
             if arm.get("patients") is None:
                 continue

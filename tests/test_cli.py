@@ -219,6 +219,7 @@ BAD_OTHER = [
         "a running Dask scheduler",
     ),
     ("screen-missing-spec", ["screen", "nope.yaml", "--dry-run"], "nope.yaml"),
+    ("validate-unknown-targets", ["validate", "--targets", "testing"], "--targets = 'testing': expected calibration or training"),
 ]
 
 
