@@ -541,6 +541,9 @@ def calibrate(
         spec = Path("scenarios") / "calibration" / ("quick.yaml" if quick else "trials.yaml")
     out_dir = check_output_dir(out or Path("results") / ("calibration-quick" if quick else "calibration"))
     workers = workers or default_workers()
+    if _is_emulator_spec(spec):
+        _emulator_fit(spec, out_dir, workers, scheduler, dry_run)
+        return
     if dry_run:
         from sim.calibrate import Problem, load_spec
 
@@ -562,6 +565,41 @@ def calibrate(
     console.print(table)
     console.print(f"data: {record['data']}; acceptance thresholds {[round(e, 3) for e in record['acceptance_thresholds']]}")
     console.print(f"wrote {out_dir}/posterior.parquet, corner.png, calibrated.yaml (use: --params {out_dir}/calibrated.yaml)")
+
+
+def _is_emulator_spec(spec: Path) -> bool:
+    from sim.scenario import read_yaml_mapping
+
+    return read_yaml_mapping(spec).get("method") == "emulator"
+
+
+def _emulator_fit(spec: Path, out_dir: Path, workers: int, scheduler: str | None, dry_run: bool) -> None:
+    from sim.emulate import load_emulator_spec, reported_counts, run_fit
+
+    if dry_run:
+        loaded = load_emulator_spec(spec)
+        arms, metrics = reported_counts(loaded, (spec.parent / loaded.scenarios).resolve())
+        console.print(
+            f"[green]valid[/green]: {spec}: {len(loaded.parameters)} parameters, {len(metrics)} reported counts in "
+            f"{len(arms)} arms, {loaded.design_points} design points -> {out_dir}/"
+        )
+        return
+    _check_scheduler(scheduler)
+    record = run_fit(spec, out_dir, workers, scheduler, log=lambda line: err_console.print(line))
+    table = Table(title=f"{record['name']}: posterior (effective sample size {record['effective_sample_size']:.0f})")
+    for col in ("parameter", "median", "95% credible interval", "prior", "default"):
+        table.add_column(col)
+    for name, s in record["posterior"].items():
+        lo, hi = s["ci95"]
+        table.add_row(name, f"{s['median']:.4g}", f"{lo:.4g} - {hi:.4g}", f"{s['prior'][0]:.3g} - {s['prior'][1]:.3g}",
+                      f"{s['default']:.4g}")  # fmt: skip
+    console.print(table)
+    for mode, c in record["coverage"].items():
+        console.print(
+            f"{mode.replace('_', ' ')}: {c['inside']} of {c['metrics']} reported counts inside their 95% predictive "
+            f"interval; mean width {c['mean_width']:.2f} (binomial at the observed rate: {c['mean_binomial_width']:.2f})"
+        )
+    console.print(f"wrote {out_dir}/fit.json, posterior.parquet, design.parquet, calibration.png, calibrated.yaml")
 
 
 @app.command()

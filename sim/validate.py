@@ -86,18 +86,25 @@ REPORTED_AS_OUTCOME = {
 }
 
 
-def outcome(metric: str, patients: pd.DataFrame) -> pd.Series | None:
-    """Per-patient indicator of a reported metric, or ``None`` if the model has none."""
+def outcome_rule(metric: str):
+    """The per-patient rule (patients table -> bool Series) of a reported metric, or ``None`` if the model has none."""
     if metric in REPORTED_AS_OUTCOME:
-        return OUTCOMES[REPORTED_AS_OUTCOME[metric]](patients).astype(bool)
+        rule = OUTCOMES[REPORTED_AS_OUTCOME[metric]]
+        return lambda patients: rule(patients).astype(bool)
     family, _, key = metric.partition(":")
     if family in ("crs_grade", "icans_grade"):
         lo, hi = grade_range(key)
-        return patients[family].between(lo, hi)
+        return lambda patients: patients[family].between(lo, hi)
     if family == "other" and key.startswith("neutropenia_or_thrombocytopenia_grade_"):
-        worse = patients[["neutropenia_grade", "thrombocytopenia_grade"]].max(axis=1)
-        return worse == int(key.rsplit("_", 1)[1])
+        grade = int(key.rsplit("_", 1)[1])
+        return lambda patients: patients[["neutropenia_grade", "thrombocytopenia_grade"]].max(axis=1) == grade
     return None
+
+
+def outcome(metric: str, patients: pd.DataFrame) -> pd.Series | None:
+    """Per-patient indicator of a reported metric, or ``None`` if the model has none."""
+    rule = outcome_rule(metric)
+    return None if rule is None else rule(patients)
 
 
 #: Fields that name their outcome exactly (the training set uses them where an abstract separates categories).

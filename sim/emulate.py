@@ -1,0 +1,437 @@
+"""Bayesian fit with Gaussian-process emulators of the reported counts, and its leave-one-study-out check.
+
+ABC-SMC needs thousands of cohort simulations per generation; this fit needs one design.
+
+1. Design: a scrambled Sobol sample of the prior box (``scipy.stats.qmc``), ``design_points``
+   parameter sets.
+2. Runs: at every design point each reported arm of the chosen target sets is simulated with
+   the same ``n_patients`` virtual patients (common random numbers), giving the simulated count
+   of every reported metric. Each finished point is kept in ``OUT/points/<i>.json``: a rerun
+   skips it, so a kill loses only the points in flight.
+3. Emulators: per metric, a Gaussian process (scikit-learn) of the logit of the simulated rate
+   over the unit-cube coordinates, with a white-noise term that absorbs the binomial noise of
+   ``n_patients``.
+4. Posterior: ``posterior_draws`` prior draws weighted by the likelihood of the reported counts
+   (binomial, the rate integrated over the emulator's uncertainty on the logit scale by
+   Gauss-Hermite quadrature): importance sampling, reported with its effective sample size.
+   Metrics of one arm are treated as independent, which overstates the information when an arm
+   reports nested counts (any CRS and CRS grade 3 or higher).
+5. Predictions: each count's posterior predictive (a binomial mixed over the weighted draws and
+   the emulator's uncertainty), in sample and leave one study out: the weights without the
+   left-out study group's counts. The emulators never see observed data, so leaving a study
+   out needs no new simulation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sim.calibrate import Prior, prior_range, simulate
+from sim.errors import UserError, spec_error
+from sim.params import PARAMETERS
+
+#: Gauss-Hermite nodes for the integral of the binomial likelihood over the emulated logit.
+GH_NODES, GH_WEIGHTS = np.polynomial.hermite.hermgauss(12)
+#: Predictive draws per count.
+PREDICTIVE_DRAWS = 4000
+
+
+class EmulatorSpec(BaseModel):
+    """What to fit, to which target sets, with which design."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    method: Literal["emulator"] = "emulator"
+    parameters: dict[str, Prior] = Field(min_length=1)
+    targets: list[Literal["calibration", "training"]] = Field(["calibration", "training"], min_length=1)
+    n_patients: int = Field(30, ge=2, le=10_000, description="virtual patients per arm per design point")
+    design_points: int = Field(64, ge=4, le=65_536, description="Sobol points of the prior box: a power of 2 (balanced)")
+    posterior_draws: int = Field(20_000, ge=100, le=10_000_000)
+    set: dict[str, float | int | str | bool | None] = Field({}, description="dotted paths set in every scenario (null: off)")
+    scenarios: str = Field(
+        "..", description="the scenarios folder (whose training/ holds the training arms), relative to the spec"
+    )
+    seed: int = Field(0, ge=0)
+
+    @field_validator("design_points")
+    @classmethod
+    def _power_of_two(cls, n: int) -> int:
+        if n & (n - 1):
+            raise ValueError(f"a power of 2 (Sobol points are balanced only then), e.g. {1 << n.bit_length()}")
+        return n
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One reported count and where it comes from."""
+
+    study: str
+    arm: str
+    group: str
+    target_set: str
+    metric: str
+    reported: int
+    n: int
+
+
+def load_emulator_spec(path: Path) -> EmulatorSpec:
+    """Load and check an emulator spec; every problem is a :class:`UserError`."""
+    from sim.scenario import read_yaml_mapping
+
+    try:
+        spec = EmulatorSpec.model_validate(read_yaml_mapping(path))
+    except ValidationError as e:
+        raise spec_error(e, str(path), list(EmulatorSpec.model_fields)) from None
+    for name, prior in spec.parameters.items():
+        if name not in PARAMETERS:
+            raise UserError(str(path), f"parameters.{name}", name, "a parameter name of sim.params (`cart-sim params`)")
+        if prior_range(name, prior) is None:
+            raise UserError(str(path), f"parameters.{name}.range", None, "a prior range (this parameter has none)")
+    return spec
+
+
+def reported_counts(spec: EmulatorSpec, scenario_root: Path) -> tuple[list, list[Metric]]:
+    """The arms' scenarios (JSON) and their reported metrics, over the spec's target sets."""
+    from sim.validate import SCENARIO_DIRS, arm_cohorts, outcome_rule, target_set
+
+    sets = [f"{k}={'null' if v is None else v}" for k, v in spec.set.items()]
+    arms, metrics = [], []
+    for targets in spec.targets:
+        groups = {s["id"]: s.get("group", s["id"]) for s in target_set(targets)["studies"]}
+        folder = scenario_root / SCENARIO_DIRS[targets].relative_to("scenarios")
+        for (study, arm), (sc, n, reported) in arm_cohorts(folder, None, sets, targets).items():
+            modelled = [(m, c) for m, c in reported if outcome_rule(m) is not None]
+            if not modelled:
+                continue
+            arms.append(sc.model_dump_json())
+            metrics += [Metric(study, arm, groups[study], targets, m, int(c), int(n)) for m, c in modelled]
+    return arms, metrics
+
+
+def design(spec: EmulatorSpec) -> np.ndarray:
+    """Unit-cube design points, shape (design_points, parameters): scrambled Sobol, seeded."""
+    from scipy.stats import qmc
+
+    return qmc.Sobol(len(spec.parameters), scramble=True, seed=spec.seed).random(spec.design_points)
+
+
+def to_values(spec: EmulatorSpec, unit: np.ndarray) -> np.ndarray:
+    """Unit-cube coordinates -> parameter values (uniform, or log-uniform for ``scale: log``)."""
+    out = np.empty_like(unit)
+    for j, (name, prior) in enumerate(spec.parameters.items()):
+        lo, hi = prior_range(name, prior)
+        if prior.scale == "log":
+            out[:, j] = 10.0 ** (math.log10(lo) + unit[:, j] * (math.log10(hi) - math.log10(lo)))
+        else:
+            out[:, j] = lo + unit[:, j] * (hi - lo)
+    return out
+
+
+def run_point(payload: tuple, names: list[str], values: list[float], n_patients: int) -> list[int]:
+    """Simulated counts (hits among ``n_patients``) of every metric at one design point."""
+    rates = simulate(payload, dict(zip(names, values, strict=True)))
+    return [round(rates[stat] * n_patients) for _, _, stat in payload[1]]
+
+
+def _payload(arms: list[str], metrics: list[Metric], n_patients: int) -> tuple:
+    """What ``sim.calibrate.simulate`` needs: arm scenarios, (arm index, metric, key) per metric."""
+    index = {}
+    rows = []
+    for m in metrics:
+        k = index.setdefault((m.study, m.arm), len(index))
+        rows.append((k, m.metric, f"{m.study}/{m.arm}/{m.metric}"))
+    return (arms, rows, n_patients, "trials")
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def run_design(
+    spec: EmulatorSpec, payload: tuple, unit: np.ndarray, out: Path, workers: int = 1, scheduler: str | None = None, log=print
+) -> np.ndarray:
+    """Simulated counts, shape (design points, metrics); finished points are read from ``out/points``."""
+    from sim.io import write_json
+    from sim.parallel import run_tasks
+
+    names = list(spec.parameters)
+    values = to_values(spec, unit)
+    folder = out / "points"
+    folder.mkdir(parents=True, exist_ok=True)
+    counts: dict[int, list[int]] = {}
+    for i in range(len(unit)):
+        f = folder / f"{i}.json"
+        if f.is_file():
+            counts[i] = json.loads(f.read_text())["counts"]
+    todo = {i: (payload, names, [float(v) for v in values[i]], spec.n_patients) for i in range(len(unit)) if i not in counts}
+    start, done0 = time.monotonic(), len(counts)
+    if done0:
+        log(f"{done0} of {len(unit)} design points already simulated (kept in {folder})")
+
+    def keep(i, result):
+        counts[i] = result
+        write_json(
+            folder / f"{i}.json", {"point": i, "values": dict(zip(names, values[i].tolist(), strict=True)), "counts": result}
+        )
+        done = len(counts) - done0
+        left = (time.monotonic() - start) / done * (len(todo) - done)
+        log(f"design point {len(counts)}/{len(unit)} done, about {left / 60:.1f} min left")
+
+    run_tasks(run_point, todo, workers, scheduler, keep)
+    return np.array([counts[i] for i in range(len(unit))], dtype=float)
+
+
+# --------------------------------------------------------------------------- emulators
+
+
+class Emulators:
+    """One GP per metric of the logit simulated rate over the unit cube; constant where the design never varied."""
+
+    def __init__(self, unit: np.ndarray, counts: np.ndarray, n_patients: int, seed: int):
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+        y = _logit((counts + 0.5) / (n_patients + 1.0))  # the Jeffreys-smoothed rate: finite at 0 and n
+        d = unit.shape[1]
+        self.models: list = []
+        for j in range(y.shape[1]):
+            if np.ptp(counts[:, j]) == 0:
+                # no design point moved this count: the rate is known only to about one patient in n_patients
+                self.models.append((float(y[0, j]), 1.0 / math.sqrt(n_patients + 1.0)))
+                continue
+            kernel = ConstantKernel(1.0, (1e-2, 1e2)) * RBF(np.full(d, 0.5), (0.03, 30.0)) + WhiteKernel(0.1, (1e-4, 2.0))
+            gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2, random_state=seed)
+            with warnings.catch_warnings():  # a length scale or noise at its bound is an answer here, not a failure
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                self.models.append(gp.fit(unit, y[:, j]))
+
+    def predict(self, unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sd of the logit rate, shape (points, metrics) each."""
+        mean = np.empty((len(unit), len(self.models)))
+        sd = np.empty_like(mean)
+        for j, model in enumerate(self.models):
+            if isinstance(model, tuple):
+                mean[:, j], sd[:, j] = model
+            else:
+                mean[:, j], sd[:, j] = model.predict(unit, return_std=True)
+        return mean, sd
+
+
+def _logit(p):
+    return np.log(p) - np.log1p(-p)
+
+
+def _expit(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# --------------------------------------------------------------------------- posterior and predictions
+
+
+def log_likelihood(mean: np.ndarray, sd: np.ndarray, metrics: list[Metric]) -> np.ndarray:
+    """Per draw and metric: log of the binomial probability of the reported count, over the emulated logit."""
+    from scipy.stats import binom
+
+    k = np.array([m.reported for m in metrics], dtype=float)
+    n = np.array([m.n for m in metrics], dtype=float)
+    lik = np.zeros_like(mean)
+    for x, w in zip(GH_NODES, GH_WEIGHTS, strict=True):
+        lik += w / math.sqrt(math.pi) * binom.pmf(k, n, _expit(mean + math.sqrt(2.0) * sd * x))
+    return np.log(np.maximum(lik, 1e-300))
+
+
+def weights_from(loglik: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Normalized importance weights of the draws from the metrics ``keep`` (a boolean mask)."""
+    total = loglik[:, keep].sum(axis=1)
+    w = np.exp(total - total.max())
+    return w / w.sum()
+
+
+def effective_sample_size(w: np.ndarray) -> float:
+    """Kish's effective sample size of normalized weights."""
+    return float(1.0 / np.sum(w**2))
+
+
+def predictive_interval(
+    mean: np.ndarray, sd: np.ndarray, w: np.ndarray, metric: Metric, j: int, rng: np.random.Generator
+) -> tuple[float, int, int]:
+    """Posterior predictive mean and central 95% interval of one count (a cohort of the reported size)."""
+    idx = rng.choice(len(w), size=PREDICTIVE_DRAWS, p=w)
+    p = _expit(mean[idx, j] + sd[idx, j] * rng.standard_normal(PREDICTIVE_DRAWS))
+    draws = rng.binomial(metric.n, p)
+    lo, hi = np.quantile(draws, [0.025, 0.975], method="inverted_cdf")
+    return float(draws.mean()), int(lo), int(hi)
+
+
+@dataclass
+class Prediction:
+    """One reported count against its posterior predictive interval."""
+
+    study: str
+    arm: str
+    group: str
+    target_set: str
+    metric: str
+    reported: int
+    n: int
+    mode: str
+    predicted_mean: float
+    lower: int
+    upper: int
+    inside: bool
+    binomial_width: int
+
+
+def binomial_width(k: int, n: int) -> int:
+    """Width of the central 95% interval of a binomial with the observed rate: the yardstick of an interval's width."""
+    from scipy.stats import binom
+
+    lo, hi = binom.ppf([0.025, 0.975], n, k / n)
+    return int(hi - lo)
+
+
+def predictions(mean: np.ndarray, sd: np.ndarray, loglik: np.ndarray, metrics: list[Metric], seed: int) -> list[Prediction]:
+    """In-sample and leave-one-study-group-out predictive intervals of every reported count."""
+    rng = np.random.default_rng(seed)
+    groups = np.array([m.group for m in metrics])
+    all_w = weights_from(loglik, np.ones(len(metrics), bool))
+    out = []
+    for mode in ("in_sample", "leave_one_study_out"):
+        for group in dict.fromkeys(groups):
+            w = all_w if mode == "in_sample" else weights_from(loglik, groups != group)
+            for j in np.flatnonzero(groups == group):
+                m = metrics[j]
+                mu, lo, hi = predictive_interval(mean, sd, w, m, j, rng)
+                out.append(
+                    Prediction(**asdict(m), mode=mode, predicted_mean=mu, lower=lo, upper=hi,
+                               inside=lo <= m.reported <= hi, binomial_width=binomial_width(m.reported, m.n))
+                )  # fmt: skip
+    return out
+
+
+def coverage(preds: list[Prediction], mode: str) -> dict:
+    """Share inside, mean interval width against the binomial yardstick, and intervals wide for nothing."""
+    rows = [p for p in preds if p.mode == mode]
+    wide = [p for p in rows if p.n >= 5 and (p.upper - p.lower) > 0.8 * p.n]
+    return {
+        "metrics": len(rows),
+        "inside": sum(p.inside for p in rows),
+        "share_inside": sum(p.inside for p in rows) / len(rows) if rows else None,
+        "mean_width": float(np.mean([p.upper - p.lower for p in rows])) if rows else None,
+        "mean_binomial_width": float(np.mean([p.binomial_width for p in rows])) if rows else None,
+        "wider_than_80_percent_of_range": [f"{p.study}/{p.arm}/{p.metric}" for p in wide],
+    }
+
+
+# --------------------------------------------------------------------------- the fit
+
+
+def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None = None, log=print) -> dict:
+    """Design, runs, emulators, posterior and predictions; writes the outputs and returns the fit record."""
+    from scipy.stats import qmc
+
+    from sim.io import content_hash, refuse_other_work, write_json
+
+    spec = load_emulator_spec(spec_path)
+    arms, metrics = reported_counts(spec, (spec_path.parent / spec.scenarios).resolve())
+    payload = _payload(arms, metrics, spec.n_patients)
+    key = content_hash({"spec": spec.model_dump(mode="json"), "arms": arms, "metrics": [asdict(m) for m in metrics]})
+    refuse_other_work(out, "points/spec.json", key, "the spec, arms and reported counts of the unfinished fit there")
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    write_json(out / "points" / "spec.json", {"hash": key, "name": spec.name})
+    log(f"{spec.name}: {len(spec.parameters)} parameters, {len(metrics)} reported counts in {len(arms)} arms, "
+        f"{spec.design_points} design points x {spec.n_patients} patients per arm")  # fmt: skip
+    unit = design(spec)
+    counts = run_design(spec, payload, unit, out, workers, scheduler, log)
+    log("fitting the emulators")
+    emulators = Emulators(unit, counts, spec.n_patients, spec.seed)
+    draws = qmc.Halton(len(spec.parameters), scramble=True, seed=spec.seed + 1).random(spec.posterior_draws)
+    mean, sd = emulators.predict(draws)
+    loglik = log_likelihood(mean, sd, metrics)
+    w = weights_from(loglik, np.ones(len(metrics), bool))
+    preds = predictions(mean, sd, loglik, metrics, spec.seed)
+    record = _record(spec, spec_path, metrics, to_values(spec, draws), w, preds)
+    _write(out, spec, unit, counts, metrics, to_values(spec, draws), w, preds, record)
+    return record
+
+
+def _record(spec, spec_path, metrics, values, w, preds) -> dict:
+    import datetime
+
+    from sim.calibrate import weighted_quantiles
+    from sim.io import provenance
+
+    posterior = {}
+    for j, (name, prior) in enumerate(spec.parameters.items()):
+        q = weighted_quantiles(values[:, j], w, [0.025, 0.5, 0.975])
+        posterior[name] = {
+            "median": q[1],
+            "ci95": [q[0], q[2]],
+            "prior": list(prior_range(name, prior)),
+            "default": PARAMETERS[name].value,
+        }
+    return {
+        "name": spec.name,
+        "method": "GP emulators + importance sampling",
+        "spec": str(spec_path),
+        "data": ", ".join(f"{t}" for t in spec.targets) + f" ({len(metrics)} reported counts)",
+        "seed": spec.seed,
+        "date": datetime.date.today().isoformat(),
+        "effective_sample_size": effective_sample_size(w),
+        "posterior": posterior,
+        "coverage": {mode: coverage(preds, mode) for mode in ("in_sample", "leave_one_study_out")},
+        "provenance": provenance(),
+    }
+
+
+def _write(out, spec, unit, counts, metrics, values, w, preds, record) -> None:
+    import pandas as pd
+    import yaml
+
+    from sim.io import atomic_path, save_figure, write_json, write_parquet
+
+    names = list(spec.parameters)
+    cols = [f"{m.study}/{m.arm}/{m.metric}" for m in metrics]
+    design_table = pd.concat([pd.DataFrame(to_values(spec, unit), columns=names), pd.DataFrame(counts, columns=cols)], axis=1)
+    write_parquet(out / "design.parquet", design_table)
+    write_parquet(out / "posterior.parquet", pd.DataFrame(values, columns=names).assign(weight=w))
+    write_json(out / "fit.json", {**record, "predictions": [asdict(p) for p in preds]})
+    with atomic_path(out / "calibrated.yaml") as tmp:
+        tmp.write_text(
+            f"# Posterior medians of the emulator fit. Use: --params {out / 'calibrated.yaml'}\n"
+            + yaml.safe_dump(
+                {"params": {n: s["median"] for n, s in record["posterior"].items()}, "provenance": record}, sort_keys=False
+            )
+        )
+    save_figure(out / "calibration.png", calibration_figure(preds))
+
+
+def calibration_figure(preds: list[Prediction]):
+    """Predicted against reported rate with 95% predictive intervals, in sample and leave one study out."""
+    from sim.plots import subplots
+
+    fig, axes = subplots(1, 2, figsize=(11, 5), sharey=True)
+    for ax, mode in zip(axes, ("in_sample", "leave_one_study_out"), strict=True):
+        rows = [p for p in preds if p.mode == mode]
+        for p in rows:
+            color = "tab:blue" if p.inside else "tab:red"
+            ax.plot([p.reported / p.n] * 2, [p.lower / p.n, p.upper / p.n], color=color, alpha=0.5, lw=1.5)
+            ax.plot(p.reported / p.n, p.predicted_mean / p.n, "o", color=color, ms=4)
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        inside = sum(p.inside for p in rows)
+        ax.set(xlabel="reported rate", title=f"{mode.replace('_', ' ')}: {inside} of {len(rows)} inside", xlim=(-0.03, 1.03))
+    axes[0].set_ylabel("predicted rate (mean and 95% interval)")
+    fig.tight_layout()
+    return fig
