@@ -1,0 +1,94 @@
+"""The emulator fit (issue 25): emulators, likelihood, posterior, leave-one-study-out, resume, bad specs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.emulate import Emulators, Metric, effective_sample_size, log_likelihood, predictions, run_fit, weights_from
+from tests.conftest import ROOT
+
+QUICK = ROOT / "scenarios" / "calibration" / "emulator_quick.yaml"
+
+
+def _expit(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def test_gp_emulator_recovers_a_smooth_rate_between_design_points():
+    """Counts of 200 patients at 32 points of a 2-D cube from logit p = -1 + 3 x0 (x1 has no effect).
+
+    Expected: at 50 new points the emulated logit is within 0.35 of the truth (the binomial noise
+    of 200 patients is about 0.15-0.3 on the logit scale), and the emulator's sd is below 0.5.
+    Seed 3.
+    """
+    rng = np.random.default_rng(3)
+    unit = rng.random((32, 2))
+    counts = rng.binomial(200, _expit(-1.0 + 3.0 * unit[:, 0]))[:, None].astype(float)
+    emulators = Emulators(unit, counts, 200, seed=3)
+    test = rng.random((50, 2))
+    mean, sd = emulators.predict(test)
+    assert np.max(np.abs(mean[:, 0] - (-1.0 + 3.0 * test[:, 0]))) < 0.35
+    assert np.max(sd) < 0.5
+
+
+def test_importance_weights_recover_the_rate_that_made_the_counts():
+    """Exact emulator (sd 0) of p(theta) = theta on [0.05, 0.95]; 60 of 200 reported: the posterior median is near 0.3.
+
+    Expected 0.30 with a binomial posterior sd of about 0.032; tolerance 0.03 on the weighted median
+    of 4000 evenly spaced draws (no sampling noise).
+    """
+    theta = np.linspace(0.05, 0.95, 4000)
+    mean = np.log(theta / (1 - theta))[:, None]
+    metric = Metric("s", "a", "s", "training", "overall_response", 60, 200)
+    w = weights_from(log_likelihood(mean, np.zeros_like(mean), [metric]), np.ones(1, bool))
+    median = theta[np.searchsorted(np.cumsum(w), 0.5)]
+    assert abs(median - 0.30) < 0.03 and abs(w.sum() - 1) < 1e-12
+    assert 100 < effective_sample_size(w) < 1000  # concentrated, but on many draws
+
+
+def test_leave_one_study_out_ignores_the_left_out_counts():
+    """Two studies disagree (rate 0.8 vs 0.2): left out, each is predicted from the other alone and missed."""
+    theta = np.linspace(0.02, 0.98, 2000)
+    mean = np.repeat(np.log(theta / (1 - theta))[:, None], 2, axis=1)
+    sd = np.zeros_like(mean)
+    metrics = [Metric("a", "x", "a", "training", "cr_cri", 80, 100), Metric("b", "x", "b", "training", "cr_cri", 20, 100)]
+    preds = predictions(mean, sd, log_likelihood(mean, sd, metrics), metrics, seed=1)
+    loso = {p.study: p for p in preds if p.mode == "leave_one_study_out"}
+    assert loso["a"].predicted_mean < 30 and not loso["a"].inside  # predicted from b's 20 of 100
+    assert loso["b"].predicted_mean > 70 and not loso["b"].inside
+    in_sample = [p for p in preds if p.mode == "in_sample"]
+    assert all(40 < p.predicted_mean < 60 for p in in_sample)  # the pooled posterior sits between
+
+
+@pytest.mark.slow
+def test_quick_fit_writes_its_outputs_and_resumes_to_the_same_posterior(tmp_path):
+    out = tmp_path / "fit"
+    first = run_fit(QUICK, out, workers=2, log=lambda line: None)
+    names = {"calibrated.yaml", "calibration.png", "design.parquet", "fit.json", "points", "posterior.parquet"}
+    assert names <= {p.name for p in out.iterdir()}
+    post = pd.read_parquet(out / "posterior.parquet")
+    assert abs(post.weight.sum() - 1) < 1e-9 and len(post) == 2000
+    fit = json.loads((out / "fit.json").read_text())
+    n_metrics = fit["coverage"]["in_sample"]["metrics"]
+    assert n_metrics == 18 and len(fit["predictions"]) == 2 * n_metrics
+    for name, s in fit["posterior"].items():
+        assert s["prior"][0] <= s["ci95"][0] <= s["median"] <= s["ci95"][1] <= s["prior"][1], name
+    (out / "posterior.parquet").unlink()
+    lines = []
+    second = run_fit(QUICK, out, workers=1, log=lines.append)  # every point read back, none simulated
+    assert lines[1].startswith("8 of 8 design points already simulated")
+    assert second["posterior"] == first["posterior"] and second["coverage"] == first["coverage"]
+
+
+def test_a_design_that_is_not_a_power_of_two_is_a_clean_error(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(QUICK.read_text().replace("design_points: 8", "design_points: 10").replace("scenarios: ..", ""))
+    spec.write_text(spec.read_text() + f"scenarios: {ROOT / 'scenarios'}\n")
+    r = subprocess.run([sys.executable, "-m", "sim.cli", "calibrate", str(spec), "--dry-run"], capture_output=True, text=True)
+    assert r.returncode == 2 and "design_points = 10: expected a power of 2" in r.stderr and "Traceback" not in r.stderr
