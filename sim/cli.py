@@ -680,6 +680,37 @@ def vpc(
 
 
 @app.command()
+def dashboard(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8765,
+    scenarios: Annotated[Path, typer.Option(help="Folder of scenarios the page offers")] = Path("scenarios"),
+) -> None:
+    """Serve the interactive dashboard (Mesa's SolaraViz): one virtual patient's CAR T, blasts, ANC and IL-6 over days.
+
+    Pick scenario, dose, CAR target, iCAR I_max and seed in the sidebar, press Reset, then
+    Step (one day) or play. Needs the dashboard extra (solara; see the README's Dashboard).
+    """
+    import importlib.util
+    import os
+    import subprocess
+
+    missing = [m for m in ("solara", "altair", "networkx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError("dashboard", "", f"{missing[0]} not installed", 'the dashboard extra: pip install "cart-sim[dashboard]"')
+    if not scenarios.is_dir() or not any(scenarios.rglob("*.yaml")):
+        raise UserError("--scenarios", "", str(scenarios), "a folder of scenario YAML files")
+    # no telemetry; no hook-rule warning about Mesa's own SolaraViz code on every start
+    quiet = {"SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False", "SOLARA_CHECK_HOOKS": "off"}
+    env = {**quiet, **os.environ, "CART_SIM_SCENARIOS": str(scenarios.resolve())}
+    page = Path(__file__).with_name("dashboard.py")
+    cmd = [sys.executable, "-m", "solara", "run", str(page), "--host", host, "--port", str(port), "--production", "--no-open"]
+    err_console.print(f"dashboard on http://{host}:{port} (Ctrl+C stops it)")
+    rc = subprocess.call(cmd, env=env)
+    if rc:
+        raise typer.Exit(rc)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of scenario files (for editors)."""
     from sim.scenario import json_schema
