@@ -252,11 +252,56 @@ def log_likelihood(mean: np.ndarray, sd: np.ndarray, metrics: list[Metric]) -> n
     return np.log(np.maximum(lik, 1e-300))
 
 
-def weights_from(loglik: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Normalized importance weights of the draws from the metrics ``keep`` (a boolean mask)."""
-    total = loglik[:, keep].sum(axis=1)
+def weights_from(loglik: np.ndarray, keep: np.ndarray, log_q: np.ndarray | None = None) -> np.ndarray:
+    """Normalized importance weights of the draws from the metrics ``keep`` (a boolean mask).
+
+    ``log_q`` is the log density of the proposal the draws came from, relative to the
+    uniform prior on the unit cube (None: the draws are prior draws).
+    """
+    total = loglik[:, keep].sum(axis=1) - (0.0 if log_q is None else log_q)
     w = np.exp(total - total.max())
     return w / w.sum()
+
+
+#: Rounds of adaptive importance sampling, the effective sample size that ends them early, the defensive share.
+ADAPT_ROUNDS, ENOUGH_ESS_SHARE, DEFENSIVE = 4, 0.1, 0.2
+
+
+def posterior_draws(emulators: Emulators, metrics: list[Metric], spec: EmulatorSpec, log=print) -> tuple:
+    """Draws (unit cube), emulated logit mean and sd, log-likelihoods and proposal log densities.
+
+    Prior draws (scrambled Halton) first; while the effective sample size is below
+    ``ENOUGH_ESS_SHARE`` of the draws, the next round draws from a mixture of the uniform prior
+    (``DEFENSIVE``: it keeps the tails that leaving a study out may need) and a normal fitted to
+    the weighted draws (covariance doubled), truncated to the cube.
+    """
+    from scipy.stats import multivariate_normal, qmc
+
+    d, n = len(spec.parameters), spec.posterior_draws
+    rng = np.random.default_rng(spec.seed + 1)
+    draws, log_q = qmc.Halton(d, scramble=True, seed=spec.seed + 1).random(n), np.zeros(n)
+    everything = np.ones(len(metrics), bool)
+    for k in range(ADAPT_ROUNDS):
+        mean, sd = emulators.predict(draws)
+        loglik = log_likelihood(mean, sd, metrics)
+        w = weights_from(loglik, everything, log_q)
+        ess = effective_sample_size(w)
+        log(f"importance sampling round {k + 1}: effective sample size {ess:.0f} of {n}")
+        if ess >= ENOUGH_ESS_SHARE * n or k == ADAPT_ROUNDS - 1:
+            return draws, mean, sd, loglik, log_q
+        centre = w @ draws
+        cov = 2.0 * np.cov(draws.T, aweights=w).reshape(d, d) + 1e-6 * np.eye(d)
+        normal = multivariate_normal(centre, cov)
+        n_uniform = int(DEFENSIVE * n)
+        kept, tried = [], 0
+        while sum(len(x) for x in kept) < n - n_uniform:  # the normal truncated to the cube, by rejection
+            x = normal.rvs(size=n, random_state=rng).reshape(-1, d)
+            kept.append(x[np.all((x >= 0) & (x <= 1), axis=1)])
+            tried += n
+        mass = sum(len(x) for x in kept) / tried  # the normal's mass inside the cube
+        draws = np.vstack([rng.random((n_uniform, d)), np.vstack(kept)[: n - n_uniform]])
+        log_q = np.log(DEFENSIVE + (1 - DEFENSIVE) * np.exp(normal.logpdf(draws)) / mass)
+    raise AssertionError("unreachable")
 
 
 def effective_sample_size(w: np.ndarray) -> float:
@@ -302,15 +347,17 @@ def binomial_width(k: int, n: int) -> int:
     return int(hi - lo)
 
 
-def predictions(mean: np.ndarray, sd: np.ndarray, loglik: np.ndarray, metrics: list[Metric], seed: int) -> list[Prediction]:
+def predictions(
+    mean: np.ndarray, sd: np.ndarray, loglik: np.ndarray, metrics: list[Metric], seed: int, log_q: np.ndarray | None = None
+) -> list[Prediction]:
     """In-sample and leave-one-study-group-out predictive intervals of every reported count."""
     rng = np.random.default_rng(seed)
     groups = np.array([m.group for m in metrics])
-    all_w = weights_from(loglik, np.ones(len(metrics), bool))
+    all_w = weights_from(loglik, np.ones(len(metrics), bool), log_q)
     out = []
     for mode in ("in_sample", "leave_one_study_out"):
         for group in dict.fromkeys(groups):
-            w = all_w if mode == "in_sample" else weights_from(loglik, groups != group)
+            w = all_w if mode == "in_sample" else weights_from(loglik, groups != group, log_q)
             for j in np.flatnonzero(groups == group):
                 m = metrics[j]
                 mu, lo, hi = predictive_interval(mean, sd, w, m, j, rng)
@@ -340,8 +387,6 @@ def coverage(preds: list[Prediction], mode: str) -> dict:
 
 def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None = None, log=print) -> dict:
     """Design, runs, emulators, posterior and predictions; writes the outputs and returns the fit record."""
-    from scipy.stats import qmc
-
     from sim.io import content_hash, refuse_other_work, write_json
 
     spec = load_emulator_spec(spec_path)
@@ -357,11 +402,9 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
     counts = run_design(spec, payload, unit, out, workers, scheduler, log)
     log("fitting the emulators")
     emulators = Emulators(unit, counts, spec.n_patients, spec.seed)
-    draws = qmc.Halton(len(spec.parameters), scramble=True, seed=spec.seed + 1).random(spec.posterior_draws)
-    mean, sd = emulators.predict(draws)
-    loglik = log_likelihood(mean, sd, metrics)
-    w = weights_from(loglik, np.ones(len(metrics), bool))
-    preds = predictions(mean, sd, loglik, metrics, spec.seed)
+    draws, mean, sd, loglik, log_q = posterior_draws(emulators, metrics, spec, log)
+    w = weights_from(loglik, np.ones(len(metrics), bool), log_q)
+    preds = predictions(mean, sd, loglik, metrics, spec.seed, log_q)
     record = _record(spec, spec_path, metrics, to_values(spec, draws), w, preds)
     _write(out, spec, unit, counts, metrics, to_values(spec, draws), w, preds, record)
     return record
