@@ -300,6 +300,10 @@ def validate(
     seed: Annotated[int | None, typer.Option(min=0, help="Root seed of every arm (default: each scenario's)")] = None,
     overrides: SetOption = None,
     scheduler: SchedulerOption = None,
+    cv: Annotated[
+        bool, typer.Option("--cv", help="Fit the emulator spec --fit and predict every study from a fit that never saw it")
+    ] = False,
+    fit: Annotated[Path, typer.Option(help="--cv: the emulator fit spec")] = Path("scenarios") / "calibration" / "emulator.yaml",
 ) -> None:
     """Compare every reported arm of clinical_targets.yaml with its simulated cohort.
 
@@ -307,6 +311,10 @@ def validate(
     cohort of the reported size follows a beta-binomial. Prints the table and writes
     validation.json and validation.png. Exit code 0 whether or not metrics agree, unless
     --strict.
+
+    With --cv: the Bayesian fit of --fit (both target sets; resumes where it stopped), each
+    reported count in sample and left out with its study, two methods compared; writes
+    cross_validation.md, fit.json and calibration.png (default folder results/validation-cv).
     """
     from sim.cohort import default_workers
     from sim.io import check_output_dir, provenance, save_figure, staged_outputs, write_json
@@ -320,6 +328,12 @@ def validate(
         validation_figure,
     )
 
+    if cv:
+        if params or overrides or seed is not None:
+            raise UserError("--cv", "", "--params/--set/--seed", "none of them: the fit chooses the parameters")
+        out_dir = check_output_dir(out or Path("results") / "validation-cv")
+        _emulator_fit(fit, out_dir, workers or default_workers(), scheduler, dry_run)
+        return
     if targets not in SCENARIO_DIRS:
         raise UserError("--targets", "", targets, " or ".join(SCENARIO_DIRS))
     scenarios = scenarios or SCENARIO_DIRS[targets]
@@ -586,20 +600,25 @@ def _emulator_fit(spec: Path, out_dir: Path, workers: int, scheduler: str | None
         return
     _check_scheduler(scheduler)
     record = run_fit(spec, out_dir, workers, scheduler, log=lambda line: err_console.print(line))
-    table = Table(title=f"{record['name']}: posterior (effective sample size {record['effective_sample_size']:.0f})")
-    for col in ("parameter", "median", "95% credible interval", "prior", "default"):
+    ess = record["effective_sample_size"]
+    table = Table(title=f"{record['name']}: posterior, {record['method']} (effective draws {ess:.0f})")
+    for col in ("parameter", "median", "95% credible interval", "prior", "default", "total Sobol index"):
         table.add_column(col)
     for name, s in record["posterior"].items():
         lo, hi = s["ci95"]
         table.add_row(name, f"{s['median']:.4g}", f"{lo:.4g} - {hi:.4g}", f"{s['prior'][0]:.3g} - {s['prior'][1]:.3g}",
-                      f"{s['default']:.4g}")  # fmt: skip
+                      f"{s['default']:.4g}", f"{s['max_total_index']:.2f}" + ("" if s["identified"] else " (inert)"))  # fmt: skip
     console.print(table)
-    for mode, c in record["coverage"].items():
-        console.print(
-            f"{mode.replace('_', ' ')}: {c['inside']} of {c['metrics']} reported counts inside their 95% predictive "
-            f"interval; mean width {c['mean_width']:.2f} (binomial at the observed rate: {c['mean_binomial_width']:.2f})"
-        )
-    console.print(f"wrote {out_dir}/fit.json, posterior.parquet, design.parquet, calibration.png, calibrated.yaml")
+    for method, c in record["comparison"].items():
+        for mode in ("in_sample", "leave_one_study_out"):
+            m = c[mode]
+            console.print(
+                f"{method.replace('_', ' ')}, {mode.replace('_', ' ')}: {m['inside']} of {m['metrics']} reported counts "
+                f"inside their 95% predictive interval; mean width {m['mean_width']:.2f} (binomial at the observed rate: "
+                f"{m['mean_binomial_width']:.2f})"
+            )
+    console.print(f"kept {record['chosen_method'].replace('_', ' ')}; wrote {out_dir}/fit.json, cross_validation.md, "
+                  "posterior.parquet, design.parquet, sensitivity.parquet, calibration.png, calibrated.yaml")  # fmt: skip
 
 
 @app.command()

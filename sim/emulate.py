@@ -16,10 +16,18 @@ ABC-SMC needs thousands of cohort simulations per generation; this fit needs one
    Gauss-Hermite quadrature): importance sampling, reported with its effective sample size.
    Metrics of one arm are treated as independent, which overstates the information when an arm
    reports nested counts (any CRS and CRS grade 3 or higher).
-5. Predictions: each count's posterior predictive (a binomial mixed over the weighted draws and
+5. A second method on the same design: history matching (Vernon et al. 2010, Bayesian
+   Analysis 5:619), which keeps with equal weight the draws whose second-largest implausibility
+   (emulated against reported logit rate, over the emulator's and the count's sd) is at most 3,
+   instead of weighting them by the likelihood.
+6. Predictions: each count's posterior predictive (a binomial mixed over the weighted draws and
    the emulator's uncertainty), in sample and leave one study out: the weights without the
-   left-out study group's counts. The emulators never see observed data, so leaving a study
-   out needs no new simulation.
+   left-out study group's counts, for both methods. The emulators never see observed data, so
+   leaving a study out needs no new simulation. The method with more left-out counts inside
+   (then the narrower intervals) gives the posterior and ``calibrated.yaml``.
+7. Sensitivity: first-order and total Sobol indices (SALib) of every emulated rate over the prior
+   box. Parameters whose total index stays below ``INERT_TOTAL_INDEX`` on every count are not
+   identified by the data: ``calibrated.yaml`` leaves them at their defaults.
 """
 
 from __future__ import annotations
@@ -331,6 +339,7 @@ class Prediction:
     metric: str
     reported: int
     n: int
+    method: str
     mode: str
     predicted_mean: float
     lower: int
@@ -347,22 +356,23 @@ def binomial_width(k: int, n: int) -> int:
     return int(hi - lo)
 
 
-def predictions(
-    mean: np.ndarray, sd: np.ndarray, loglik: np.ndarray, metrics: list[Metric], seed: int, log_q: np.ndarray | None = None
-) -> list[Prediction]:
-    """In-sample and leave-one-study-group-out predictive intervals of every reported count."""
+def predictions(mean: np.ndarray, sd: np.ndarray, weigh, metrics: list[Metric], seed: int, method: str) -> list[Prediction]:
+    """In-sample and leave-one-study-group-out predictive intervals of every reported count.
+
+    ``weigh(keep)`` gives the normalized weights of the draws from the counts ``keep`` (a mask).
+    """
     rng = np.random.default_rng(seed)
     groups = np.array([m.group for m in metrics])
-    all_w = weights_from(loglik, np.ones(len(metrics), bool), log_q)
+    all_w = weigh(np.ones(len(metrics), bool))
     out = []
     for mode in ("in_sample", "leave_one_study_out"):
         for group in dict.fromkeys(groups):
-            w = all_w if mode == "in_sample" else weights_from(loglik, groups != group, log_q)
+            w = all_w if mode == "in_sample" else weigh(groups != group)
             for j in np.flatnonzero(groups == group):
                 m = metrics[j]
                 mu, lo, hi = predictive_interval(mean, sd, w, m, j, rng)
                 out.append(
-                    Prediction(**asdict(m), mode=mode, predicted_mean=mu, lower=lo, upper=hi,
+                    Prediction(**asdict(m), method=method, mode=mode, predicted_mean=mu, lower=lo, upper=hi,
                                inside=lo <= m.reported <= hi, binomial_width=binomial_width(m.reported, m.n))
                 )  # fmt: skip
     return out
@@ -380,6 +390,85 @@ def coverage(preds: list[Prediction], mode: str) -> dict:
         "mean_binomial_width": float(np.mean([p.binomial_width for p in rows])) if rows else None,
         "wider_than_80_percent_of_range": [f"{p.study}/{p.arm}/{p.metric}" for p in wide],
     }
+
+
+#: Implausibility cut-off (Pukelsheim's three-sigma rule), which largest implausibility is cut (the
+#: second: one count the model cannot meet does not rule out every draw, Vernon et al. 2010), and
+#: the fewest draws kept (the least implausible, when fewer pass the cut).
+IMPLAUSIBILITY_CUTOFF, IMPLAUSIBILITY_ORDER, FEWEST_KEPT = 3.0, 2, 100
+
+
+def implausibility(mean: np.ndarray, sd: np.ndarray, metrics: list[Metric]) -> np.ndarray:
+    """Per draw and metric: distance of the emulated from the reported logit rate, in sd of both.
+
+    The reported rate is Jeffreys-smoothed as the emulated one is; its variance on the logit
+    scale is the delta method's 1 / (n p (1 - p)).
+    """
+    k = np.array([m.reported for m in metrics], dtype=float)
+    n = np.array([m.n for m in metrics], dtype=float)
+    p = (k + 0.5) / (n + 1.0)
+    return np.abs(_logit(p) - mean) / np.sqrt(sd**2 + 1.0 / ((n + 1.0) * p * (1.0 - p)))
+
+
+def history_matching_weights(imp: np.ndarray, keep: np.ndarray, log_q: np.ndarray) -> np.ndarray:
+    """Equal prior weight on the draws not ruled out by the counts ``keep``."""
+    kept = imp[:, keep]
+    order = min(IMPLAUSIBILITY_ORDER, kept.shape[1])
+    worst = np.sort(kept, axis=1)[:, -order]
+    cut = max(IMPLAUSIBILITY_CUTOFF, np.sort(worst)[FEWEST_KEPT - 1])
+    w = (worst <= cut) * np.exp(-log_q)
+    return w / w.sum()
+
+
+#: Base samples of the Sobol analysis on the emulators (N (d + 2) emulated points), and the total
+#: index below which a parameter is called inert on a count.
+SOBOL_BASE, INERT_TOTAL_INDEX = 1024, 0.05
+
+
+def sensitivity(emulators: Emulators, spec: EmulatorSpec, metrics: list[Metric]) -> list[dict]:
+    """First-order and total Sobol indices (SALib) of every emulated rate over the prior box.
+
+    On the emulators' mean, not the simulator: the N (d + 2) evaluations a Sobol analysis needs
+    cost seconds there. A count that no design point moved has no indices.
+    """
+    from SALib.analyze import sobol as analyze
+    from SALib.sample import sobol as sample
+
+    names = list(spec.parameters)
+    problem = {"num_vars": len(names), "names": names, "bounds": [[0.0, 1.0]] * len(names)}
+    x = sample.sample(problem, SOBOL_BASE, calc_second_order=False, seed=spec.seed)
+    rates = _expit(emulators.predict(x)[0])
+    rows = []
+    for j, m in enumerate(metrics):
+        if np.ptp(rates[:, j]) < 1e-6:
+            continue
+        si = analyze.analyze(problem, rates[:, j], calc_second_order=False, seed=spec.seed)
+        rows += [
+            {"count": f"{m.study}/{m.arm}/{m.metric}", "parameter": name, "S1": float(si["S1"][k]), "ST": float(si["ST"][k])}
+            for k, name in enumerate(names)
+        ]
+    return rows
+
+
+def screen(rows: list[dict], names: list[str]) -> dict[str, dict]:
+    """Per parameter: the largest and the mean total index over the counts, and whether the data identify it."""
+    out = {}
+    for name in names:
+        st = [r["ST"] for r in rows if r["parameter"] == name]
+        top = max(st, default=0.0)
+        out[name] = {"max_total_index": top, "mean_total_index": float(np.mean(st)) if st else 0.0,
+                     "identified": top >= INERT_TOTAL_INDEX}  # fmt: skip
+    return out
+
+
+def better(comparison: dict) -> str:
+    """The method with more left-out counts inside its interval; on a tie, the narrower intervals."""
+
+    def key(method):
+        cv = comparison[method]["leave_one_study_out"]
+        return (cv["inside"], -cv["mean_width"])
+
+    return max(comparison, key=key)
 
 
 # --------------------------------------------------------------------------- the fit
@@ -403,14 +492,33 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
     log("fitting the emulators")
     emulators = Emulators(unit, counts, spec.n_patients, spec.seed)
     draws, mean, sd, loglik, log_q = posterior_draws(emulators, metrics, spec, log)
-    w = weights_from(loglik, np.ones(len(metrics), bool), log_q)
-    preds = predictions(mean, sd, loglik, metrics, spec.seed, log_q)
-    record = _record(spec, spec_path, metrics, to_values(spec, draws), w, preds)
-    _write(out, spec, unit, counts, metrics, to_values(spec, draws), w, preds, record)
+    imp = implausibility(mean, sd, metrics)
+    methods = {
+        "importance_sampling": lambda keep: weights_from(loglik, keep, log_q),
+        "history_matching": lambda keep: history_matching_weights(imp, keep, log_q),
+    }
+    preds, comparison = [], {}
+    for method, weigh in methods.items():
+        mine = predictions(mean, sd, weigh, metrics, spec.seed, method)
+        w = weigh(np.ones(len(metrics), bool))
+        comparison[method] = {"effective_sample_size": effective_sample_size(w)} | {
+            mode: coverage(mine, mode) for mode in ("in_sample", "leave_one_study_out")
+        }
+        preds += mine
+    chosen = better(comparison)
+    log(f"kept {chosen}: " + "; ".join(
+        f"{m} {c['leave_one_study_out']['inside']}/{c['leave_one_study_out']['metrics']} inside out of sample"
+        for m, c in comparison.items()))  # fmt: skip
+    log("Sobol indices on the emulators")
+    rows = sensitivity(emulators, spec, metrics)
+    w = methods[chosen](np.ones(len(metrics), bool))
+    values = to_values(spec, draws)
+    record = _record(spec, spec_path, metrics, values, w, preds, comparison, chosen, screen(rows, list(spec.parameters)))
+    _write(out, spec, unit, counts, metrics, values, w, preds, record, rows)
     return record
 
 
-def _record(spec, spec_path, metrics, values, w, preds) -> dict:
+def _record(spec, spec_path, metrics, values, w, preds, comparison, chosen, identified) -> dict:
     import datetime
 
     from sim.calibrate import weighted_quantiles
@@ -424,22 +532,25 @@ def _record(spec, spec_path, metrics, values, w, preds) -> dict:
             "ci95": [q[0], q[2]],
             "prior": list(prior_range(name, prior)),
             "default": PARAMETERS[name].value,
+            **identified[name],
         }
     return {
         "name": spec.name,
-        "method": "GP emulators + importance sampling",
+        "method": f"GP emulators + {chosen.replace('_', ' ')}",
+        "chosen_method": chosen,
+        "comparison": comparison,
         "spec": str(spec_path),
         "data": ", ".join(f"{t}" for t in spec.targets) + f" ({len(metrics)} reported counts)",
         "seed": spec.seed,
         "date": datetime.date.today().isoformat(),
         "effective_sample_size": effective_sample_size(w),
         "posterior": posterior,
-        "coverage": {mode: coverage(preds, mode) for mode in ("in_sample", "leave_one_study_out")},
+        "coverage": comparison[chosen],
         "provenance": provenance(),
     }
 
 
-def _write(out, spec, unit, counts, metrics, values, w, preds, record) -> None:
+def _write(out, spec, unit, counts, metrics, values, w, preds, record, sobol_rows) -> None:
     import pandas as pd
     import yaml
 
@@ -450,15 +561,22 @@ def _write(out, spec, unit, counts, metrics, values, w, preds, record) -> None:
     design_table = pd.concat([pd.DataFrame(to_values(spec, unit), columns=names), pd.DataFrame(counts, columns=cols)], axis=1)
     write_parquet(out / "design.parquet", design_table)
     write_parquet(out / "posterior.parquet", pd.DataFrame(values, columns=names).assign(weight=w))
-    write_json(out / "fit.json", {**record, "predictions": [asdict(p) for p in preds]})
+    write_parquet(out / "sensitivity.parquet", pd.DataFrame(sobol_rows, columns=["count", "parameter", "S1", "ST"]))
+    fit = {**record, "predictions": [asdict(p) for p in preds]}
+    write_json(out / "fit.json", fit)
+    with atomic_path(out / "cross_validation.md") as tmp:
+        tmp.write_text(f"# Emulator fit: in sample and leave one study out\n\n{fit_markdown(fit, 'calibration.png')}")
+    fitted = {n: s["median"] for n, s in record["posterior"].items() if s["identified"]}
     with atomic_path(out / "calibrated.yaml") as tmp:
         tmp.write_text(
-            f"# Posterior medians of the emulator fit. Use: --params {out / 'calibrated.yaml'}\n"
+            f"# Posterior medians of the emulator fit ({record['chosen_method']}) of the parameters the data identify\n"
+            f"# (total Sobol index >= {INERT_TOTAL_INDEX} on some count); the others stay at their defaults.\n"
+            f"# Use: --params {out / 'calibrated.yaml'}\n"
             + yaml.safe_dump(
-                {"params": {n: s["median"] for n, s in record["posterior"].items()}, "provenance": record}, sort_keys=False
-            )
+                {"params": fitted, "provenance": {k: v for k, v in record.items() if k != "comparison"}}, sort_keys=False
+            )  # fmt: skip
         )
-    save_figure(out / "calibration.png", calibration_figure(preds))
+    save_figure(out / "calibration.png", calibration_figure([p for p in preds if p.method == record["chosen_method"]]))
 
 
 def calibration_figure(preds: list[Prediction]):
@@ -478,3 +596,63 @@ def calibration_figure(preds: list[Prediction]):
     axes[0].set_ylabel("predicted rate (mean and 95% interval)")
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _interval(p: dict) -> str:
+    return f"{p['lower']}-{p['upper']}" + ("" if p["inside"] else " **miss**")
+
+
+def fit_markdown(fit: dict, figure: str) -> str:
+    """The fit as Markdown: methods compared, the screen and posterior, every count in sample and left out."""
+    chosen = fit["chosen_method"]
+    lines = [
+        f"Fit `{fit['name']}` ({fit['spec']}, seed {fit['seed']}, {fit['date']}): {fit['data']}. Both methods use the "
+        f"same design (the same simulations); **{chosen.replace('_', ' ')}** is kept, having more left-out counts inside "
+        "(then narrower intervals).",
+        "",
+        "| method | in sample inside | left out inside | mean width in / out (binomial) | intervals > 80% of range "
+        "(n >= 5), left out | effective draws |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, c in fit["comparison"].items():
+        ins, out = c["in_sample"], c["leave_one_study_out"]
+        lines.append(
+            f"| {method.replace('_', ' ')} | {ins['inside']}/{ins['metrics']} | {out['inside']}/{out['metrics']} | "
+            f"{ins['mean_width']:.2f} / {out['mean_width']:.2f} ({ins['mean_binomial_width']:.2f}) | "
+            f"{len(out['wider_than_80_percent_of_range'])} | {c['effective_sample_size']:.0f} |"
+        )
+    lines += [
+        "",
+        f"Sensitivity screen and posterior ({chosen.replace('_', ' ')}): the largest total Sobol index of a parameter over "
+        f"the emulated counts (SALib on the emulators); below {INERT_TOTAL_INDEX} on every count the data do not identify "
+        "it and `calibrated.yaml` leaves it at its default.",
+        "",
+        "| parameter | prior | default | posterior median (95%) | largest total index | identified |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in fit["posterior"].items():
+        lines.append(
+            f"| {name} | {s['prior'][0]:.3g}-{s['prior'][1]:.3g} | {s['default']:.3g} | {s['median']:.3g} "
+            f"({s['ci95'][0]:.3g}-{s['ci95'][1]:.3g}) | {s['max_total_index']:.2f} | {'yes' if s['identified'] else 'no'} |"
+        )
+    rows: dict[tuple, dict] = {}
+    for p in fit["predictions"]:
+        if p["method"] == chosen:
+            rows.setdefault((p["study"], p["arm"], p["metric"]), {})[p["mode"]] = p
+    lines += [
+        "",
+        "Every reported count against its 95% posterior predictive interval, in sample and predicted from a fit that "
+        "never saw its study group (leave one study out):",
+        "",
+        "| set | study | arm | metric | reported | in sample | left out |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (study, arm, metric), r in rows.items():
+        ins, out = r["in_sample"], r["leave_one_study_out"]
+        lines.append(f"| {ins['target_set']} | {study} | {arm} | {metric} | {ins['reported']}/{ins['n']} | "
+                     f"{_interval(ins)} | {_interval(out)} |")  # fmt: skip
+    lines += ["", f"![predicted against reported rate]({figure})", ""]
+    return "\n".join(lines)

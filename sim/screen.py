@@ -91,28 +91,34 @@ class Screen:
 
 
 def rank(screen: Screen, cohorts: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The screen table: efficacy, toxicities and TI with paired-bootstrap 95% intervals, ranked."""
-    from sim.compare import bootstrap_indices, ci95
+    """The screen table: efficacy, toxicities and TI with paired-bootstrap 95% intervals, ranked.
+
+    Every design's intervals resample the same patients (one seed), as ``compare`` does.
+    """
+    from sim.compare import ci95
 
     spec = screen.spec
-    n = spec.n_patients
-    idx = bootstrap_indices(n, spec.seed)
+    weights = [(t.weight / t.scale) for t in spec.toxicities]
+
+    def burden(*tox, axis=-1):
+        return sum(w * np.nanmean(x, axis=axis) for w, x in zip(weights, tox, strict=True))
+
+    def index(eff, *tox, axis=-1):
+        return np.mean(eff, axis=axis) - burden(*tox, axis=axis)
+
     rows = []
     for name, patients in cohorts.items():
         eff = per_patient(spec.efficacy, patients)
+        tox = tuple(per_patient(t.metric, patients) for t in spec.toxicities)
         row = {"design": name, "efficacy": float(eff.mean())}
-        row["efficacy_lo"], row["efficacy_hi"] = ci95(eff[idx].mean(axis=1))
-        ti, ti_boot, burden, burden_boot = eff.mean(), eff[idx].mean(axis=1), 0.0, np.zeros(len(idx))
-        for t in spec.toxicities:
-            x = per_patient(t.metric, patients)
+        row["efficacy_lo"], row["efficacy_hi"] = ci95((eff,), np.mean, spec.seed)
+        for t, x in zip(spec.toxicities, tox, strict=True):
             row[t.metric] = float(np.nanmean(x))
-            row[f"{t.metric}_lo"], row[f"{t.metric}_hi"] = ci95(np.nanmean(x[idx], axis=1))
-            burden += t.weight * np.nanmean(x) / t.scale
-            burden_boot = burden_boot + t.weight * np.nanmean(x[idx], axis=1) / t.scale
-        row["toxicity_burden"] = float(burden)
-        row["toxicity_burden_lo"], row["toxicity_burden_hi"] = ci95(burden_boot)
-        row["therapeutic_index"] = float(ti - burden)
-        row["therapeutic_index_lo"], row["therapeutic_index_hi"] = ci95(ti_boot - burden_boot)
+            row[f"{t.metric}_lo"], row[f"{t.metric}_hi"] = ci95((x,), np.nanmean, spec.seed)
+        row["toxicity_burden"] = float(burden(*tox)) if tox else 0.0
+        row["toxicity_burden_lo"], row["toxicity_burden_hi"] = ci95(tox, burden, spec.seed) if tox else (0.0, 0.0)
+        row["therapeutic_index"] = float(index(eff, *tox))
+        row["therapeutic_index_lo"], row["therapeutic_index_hi"] = ci95((eff, *tox), index, spec.seed)
         rows.append(row)
     table = pd.DataFrame(rows).sort_values("therapeutic_index", ascending=False, kind="stable").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))

@@ -192,8 +192,13 @@ def test_step_draws_the_curves(server, browser, tmp_path):
 
     browser.get(server)
     wait_for(lambda: plots() and steps_shown() == "Step: 0", "the page shows no 'Step: 0' and four plots")
-    wait_for(lambda: min(curve_pixels(img) for img in plots()) >= 0, "the plot images did not load")
-    before = [curve_pixels(img) for img in plots()]
+    before = []
+
+    def loaded() -> bool:  # read in one go inside the wait: a re-render between reads makes an element stale
+        before[:] = [curve_pixels(img) for img in plots()]
+        return min(before) >= 0
+
+    wait_for(loaded, "the plot images did not load")
     assert max(before) < 20, f"curves drawn before the first step: {before}"  # one point per curve, no line yet
 
     for k in range(1, 8):  # a week: day -5 (lymphodepletion) to day 2, two days of CAR T after the infusion

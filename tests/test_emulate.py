@@ -10,7 +10,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.emulate import Emulators, Metric, effective_sample_size, log_likelihood, predictions, run_fit, weights_from
+from sim.emulate import (
+    INERT_TOTAL_INDEX,
+    Emulators,
+    EmulatorSpec,
+    Metric,
+    effective_sample_size,
+    history_matching_weights,
+    implausibility,
+    log_likelihood,
+    predictions,
+    run_fit,
+    screen,
+    sensitivity,
+    weights_from,
+)
 from tests.conftest import ROOT
 
 QUICK = ROOT / "scenarios" / "calibration" / "emulator_quick.yaml"
@@ -58,7 +72,8 @@ def test_leave_one_study_out_ignores_the_left_out_counts():
     mean = np.repeat(np.log(theta / (1 - theta))[:, None], 2, axis=1)
     sd = np.zeros_like(mean)
     metrics = [Metric("a", "x", "a", "training", "cr_cri", 80, 100), Metric("b", "x", "b", "training", "cr_cri", 20, 100)]
-    preds = predictions(mean, sd, log_likelihood(mean, sd, metrics), metrics, seed=1)
+    loglik = log_likelihood(mean, sd, metrics)
+    preds = predictions(mean, sd, lambda keep: weights_from(loglik, keep), metrics, seed=1, method="importance_sampling")
     loso = {p.study: p for p in preds if p.mode == "leave_one_study_out"}
     assert loso["a"].predicted_mean < 30 and not loso["a"].inside  # predicted from b's 20 of 100
     assert loso["b"].predicted_mean > 70 and not loso["b"].inside
@@ -66,17 +81,56 @@ def test_leave_one_study_out_ignores_the_left_out_counts():
     assert all(40 < p.predicted_mean < 60 for p in in_sample)  # the pooled posterior sits between
 
 
+def test_history_matching_rules_out_what_the_counts_cannot_have_come_from():
+    """Exact emulator of p(theta) = theta; 60 of 200 reported, twice (two counts, as history matching cuts the second largest).
+
+    Expected: the kept draws are those within 3 sd of the reported logit rate (sd of a binomial
+    rate of 200 on the logit scale: about 0.15), so theta in about [0.22, 0.40]; every kept draw
+    is inside [0.2, 0.42] and every draw in [0.25, 0.35] is kept. No noise (a grid of 4000).
+    """
+    theta = np.linspace(0.05, 0.95, 4000)
+    mean = np.repeat(np.log(theta / (1 - theta))[:, None], 2, axis=1)
+    metrics = [Metric("s", "a", "s", "training", "cr_cri", 60, 200)] * 2
+    imp = implausibility(mean, np.zeros_like(mean), metrics)
+    w = history_matching_weights(imp, np.ones(2, bool), np.zeros(len(theta)))
+    kept = theta[w > 0]
+    assert kept.min() > 0.2 and kept.max() < 0.42
+    assert np.all(w[(theta > 0.25) & (theta < 0.35)] > 0) and abs(w.sum() - 1) < 1e-12
+    assert np.ptp(w[w > 0]) < 1e-15  # equal weight on every draw not ruled out
+
+
+def test_sobol_screen_on_the_emulator_finds_the_parameter_that_moves_the_rate():
+    """Counts from logit p = -1 + 3 x0 (x1 has no effect), 200 patients at 64 points (seed 3).
+
+    Expected total Sobol indices: x0 about 1 and x1 0 (SALib's estimate on the emulator mean,
+    N = 1024); x0 above 0.9, x1 below the screen's threshold, so only x0 is identified.
+    """
+    rng = np.random.default_rng(3)
+    unit = rng.random((64, 2))
+    counts = rng.binomial(200, _expit(-1.0 + 3.0 * unit[:, 0]))[:, None].astype(float)
+    spec = EmulatorSpec(name="t", parameters={"hill_n": {}, "crowding_exponent": {}}, seed=3)
+    metric = Metric("s", "a", "s", "training", "cr_cri", 60, 200)
+    rows = sensitivity(Emulators(unit, counts, 200, seed=3), spec, [metric])
+    st = {r["parameter"]: r["ST"] for r in rows}
+    assert st["hill_n"] > 0.9 and st["crowding_exponent"] < INERT_TOTAL_INDEX
+    identified = screen(rows, list(spec.parameters))
+    assert identified["hill_n"]["identified"] and not identified["crowding_exponent"]["identified"]
+
+
 @pytest.mark.slow
 def test_quick_fit_writes_its_outputs_and_resumes_to_the_same_posterior(tmp_path):
     out = tmp_path / "fit"
     first = run_fit(QUICK, out, workers=2, log=lambda line: None)
-    names = {"calibrated.yaml", "calibration.png", "design.parquet", "fit.json", "points", "posterior.parquet"}
+    names = {"calibrated.yaml", "calibration.png", "design.parquet", "fit.json", "points", "posterior.parquet",
+             "sensitivity.parquet"}  # fmt: skip
     assert names <= {p.name for p in out.iterdir()}
     post = pd.read_parquet(out / "posterior.parquet")
     assert abs(post.weight.sum() - 1) < 1e-9 and len(post) == 2000
     fit = json.loads((out / "fit.json").read_text())
     n_metrics = fit["coverage"]["in_sample"]["metrics"]
-    assert n_metrics == 18 and len(fit["predictions"]) == 2 * n_metrics
+    assert n_metrics == 18 and len(fit["predictions"]) == 2 * 2 * n_metrics  # two methods, in sample and left out
+    assert set(fit["comparison"]) == {"importance_sampling", "history_matching"}
+    assert fit["coverage"] == fit["comparison"][fit["chosen_method"]]
     for name, s in fit["posterior"].items():
         assert s["prior"][0] <= s["ci95"][0] <= s["median"] <= s["ci95"][1] <= s["prior"][1], name
     (out / "posterior.parquet").unlink()
