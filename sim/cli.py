@@ -304,6 +304,11 @@ def validate(
         bool, typer.Option("--cv", help="Fit the emulator spec --fit and predict every study from a fit that never saw it")
     ] = False,
     fit: Annotated[Path, typer.Option(help="--cv: the emulator fit spec")] = Path("scenarios") / "calibration" / "emulator.yaml",
+    posterior: Annotated[
+        Path | None,
+        typer.Option(help="A fit's posterior.parquet (or its folder): one parameter draw per replicate cohort"),
+    ] = None,
+    replicates: Annotated[int, typer.Option(min=2, help="--posterior: replicate cohorts per arm (-n split among them)")] = 20,
 ) -> None:
     """Compare every reported arm of clinical_targets.yaml with its simulated cohort.
 
@@ -311,6 +316,10 @@ def validate(
     cohort of the reported size follows a beta-binomial. Prints the table and writes
     validation.json and validation.png. Exit code 0 whether or not metrics agree, unless
     --strict.
+
+    With --posterior: the N patients of an arm are split into --replicates cohorts, each under
+    its own draw from the posterior (the same draw in every arm), and the predictive interval
+    is their mixture: parameter uncertainty as well as patients and cohort size.
 
     With --cv: the Bayesian fit of --fit (both target sets; resumes where it stopped), each
     reported count in sample and left out with its study, two methods compared; writes
@@ -339,6 +348,9 @@ def validate(
     scenarios = scenarios or SCENARIO_DIRS[targets]
     out_dir = check_output_dir(out or Path("results") / ("validation" if targets == "calibration" else f"validation-{targets}"))
     param_set = _param_set(params)
+    if posterior is not None and params is not None:
+        raise UserError("--posterior", "", "--params", "one of the two: the posterior draws are the parameter sets")
+    draws = None if posterior is None else _posterior_draws(posterior, replicates, seed or 0)
     if not scenarios.is_dir():
         raise UserError("--scenarios", "", str(scenarios), "a folder of scenario YAML files")
     workers = workers or default_workers()
@@ -354,18 +366,27 @@ def validate(
     with _progress() as bar:
         task = bar.add_task("reported arms: patients", total=n_arms * n_patients)
         records = run_validation(
-            scenarios, n_patients, workers, lambda k: bar.update(task, completed=k), param_set, sets, scheduler, targets
-        )
+            scenarios, n_patients, workers, lambda k: bar.update(task, completed=k), param_set, sets, scheduler, targets,
+            draws,
+        )  # fmt: skip
     _print_validation(records)
     counts = summary_counts(records)
     with staged_outputs(out_dir) as staging:
         record = {"summary": counts, "n_simulated_per_arm": n_patients, "records": [vars(r) for r in records]}
+        if draws:
+            record["posterior"] = {"file": str(posterior), "replicates": replicates, "draws": draws}
         write_json(staging / "validation.json", {**record, "provenance": provenance(params)})
         save_figure(staging / "validation.png", validation_figure(records))
     console.print(f"{counts['agree']} of {counts['metrics']} reported metrics inside their 95% predictive intervals")
     console.print(f"wrote {out_dir}/validation.json, validation.png")
     if strict and counts["agree"] < counts["metrics"]:
         raise typer.Exit(1)
+
+
+def _posterior_draws(path: Path, replicates: int, seed: int) -> list[dict[str, float]]:
+    from sim.posterior import parameter_draws
+
+    return parameter_draws(path, replicates, seed)
 
 
 def _print_validation(records) -> None:

@@ -144,16 +144,30 @@ class Record:
     verdict: str
 
 
-def compare(study: str, arm: str, metric: str, reported: int, n: int, patients: pd.DataFrame | None) -> Record:
-    """Compare one reported count with the model's predictive distribution."""
-    hits = outcome(metric, patients) if patients is not None else None
-    if hits is None:
+def compare(study: str, arm: str, metric: str, reported: int, n: int, patients) -> Record:
+    """Compare one reported count with the model's predictive distribution.
+
+    ``patients``: one simulated cohort, or replicate cohorts each simulated under its own
+    posterior draw; the predictive is then the mixture of theirs, so it carries parameter
+    uncertainty too.
+    """
+    cohorts = patients if isinstance(patients, list) else [patients]
+    hits = [outcome(metric, p) if p is not None else None for p in cohorts]
+    if hits[0] is None:
         return Record(study, arm, metric, n, reported, 0, None, None, None, None, "not modelled")
-    k, m = int(hits.sum()), len(hits)
-    dist = betabinom(n, k + 0.5, m - k + 0.5)
-    lo, hi = int(dist.ppf(0.025)), int(dist.ppf(0.975))
+    ks, ms = [int(h.sum()) for h in hits], [len(h) for h in hits]
+    dists = [betabinom(n, k + 0.5, m - k + 0.5) for k, m in zip(ks, ms, strict=True)]
+    if len(dists) == 1:
+        (dist,) = dists
+        lo, hi = int(dist.ppf(0.025)), int(dist.ppf(0.975))
+        mean, p_reported = float(dist.mean()), float(dist.pmf(reported))
+    else:
+        pmf = np.mean([d.pmf(np.arange(n + 1)) for d in dists], axis=0)
+        cdf = np.cumsum(pmf)
+        lo, hi = (int(np.searchsorted(cdf, q - 1e-12)) for q in (0.025, 0.975))  # as ppf: first x with cdf >= q
+        mean, p_reported = float(pmf @ np.arange(n + 1)), float(pmf[reported])
     verdict = "agrees" if lo <= reported <= hi else "disagrees"
-    return Record(study, arm, metric, n, reported, m, k / m, float(dist.mean()), (lo, hi), float(dist.pmf(reported)), verdict)
+    return Record(study, arm, metric, n, reported, sum(ms), sum(ks) / sum(ms), mean, (lo, hi), p_reported, verdict)
 
 
 def reported_arms(targets: str = "calibration") -> list[tuple[str, str]]:
@@ -181,6 +195,7 @@ def run_validation(
     overrides: list[str] | None = None,
     scheduler: str | None = None,
     targets: str = "calibration",
+    draws: list[dict[str, float]] | None = None,
 ) -> list[Record]:
     """Simulate every reported arm of a target set and compare each reported count.
 
@@ -193,18 +208,28 @@ def run_validation(
         overrides: ``--set`` values applied to every arm.
         scheduler: A Dask scheduler address.
         targets: The set of reported arms (``TARGET_SETS``).
+        draws: Posterior parameter sets (``sim.posterior.parameter_draws``): then ``n_sim`` patients
+            are split into one replicate cohort per draw, each on its own patients (root seed + r)
+            with the same draw in every arm.
 
     Raises:
         KeyError: (study, arm) of a reported arm that has no scenario.
     """
     from sim.cohort import run_cohort
+    from sim.scenario import with_param_set
 
     scenarios = arm_cohorts(scenario_dir, params, overrides, targets)
+    replicates = [None] if draws is None else draws
+    per = n_sim if draws is None else max(n_sim // len(draws), 1)
     records = []
     for k, (key, (sc, n_reported, metrics)) in enumerate(scenarios.items()):
-        cb = (lambda done, base=k * n_sim: progress(base + done)) if progress else None
-        patients = run_cohort(sc, n_sim, workers, progress=cb, scheduler=scheduler).patients
-        records += [compare(*key, m, c, n_reported, patients) for m, c in metrics]
+        cohorts = []
+        for r, draw in enumerate(replicates):
+            base = k * n_sim + r * per
+            cb = (lambda done, base=base: progress(base + done)) if progress else None
+            arm = sc if draw is None else with_param_set(sc.model_copy(update={"seed": sc.seed + r}), draw)
+            cohorts.append(run_cohort(arm, per, workers, progress=cb, scheduler=scheduler).patients)
+        records += [compare(*key, m, c, n_reported, cohorts if draws else cohorts[0]) for m, c in metrics]
     return records
 
 

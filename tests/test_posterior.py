@@ -1,0 +1,60 @@
+"""Posterior draws per replicate cohort (issue 25, item 3): the predictive interval carries parameter uncertainty."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import betabinom
+
+from sim.posterior import parameter_draws
+from sim.validate import compare
+
+
+def _cohort(grades: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"crs_grade": grades})
+
+
+def test_one_cohort_gives_the_beta_binomial_interval_as_before():
+    """The single-cohort path is the beta-binomial of 30 of 100 simulated, for a reported cohort of 20."""
+    r = compare("s", "a", "crs_grade:1-5", 6, 20, _cohort([1] * 30 + [0] * 70))
+    dist = betabinom(20, 30.5, 70.5)
+    assert r.interval95 == (int(dist.ppf(0.025)), int(dist.ppf(0.975))) and r.simulated_mean == pytest.approx(dist.mean())
+
+
+def test_replicates_under_different_draws_widen_the_interval_to_their_mixture():
+    """Two replicate cohorts of 100, one at 10% CRS and one at 90%: the predictive for 20 patients is their mixture.
+
+    Expected: the mixture's mean is 10 (half of 2 and half of 18), its 95% interval spans both
+    (about 0-20), wider than either replicate's alone; P(10 of 20) is small (the mixture is bimodal).
+    """
+    low, high = _cohort([1] * 10 + [0] * 90), _cohort([1] * 90 + [0] * 10)
+    mixed = compare("s", "a", "crs_grade:1-5", 10, 20, [low, high])
+    alone = [compare("s", "a", "crs_grade:1-5", 10, 20, c) for c in (low, high)]
+    assert mixed.simulated_mean == pytest.approx(10.0, abs=1e-9)
+    assert mixed.interval95[0] <= alone[0].interval95[0] and mixed.interval95[1] >= alone[1].interval95[1]
+    assert mixed.interval95[0] <= 1 and mixed.interval95[1] >= 19 and mixed.p_reported < 0.02
+    assert mixed.n_simulated == 200 and mixed.simulated_rate == pytest.approx(0.5)
+
+
+def test_parameter_draws_follow_the_weights_and_the_seed(tmp_path):
+    """Three draws weighted 0, 0.25, 0.75: 4000 draws (seed 5) hit them about 0, 1000 and 3000 times (binomial sd 27)."""
+    pd.DataFrame({"hill_n": [1.0, 2.0, 3.0], "weight": [0.0, 0.25, 0.75]}).to_parquet(tmp_path / "posterior.parquet")
+    draws = parameter_draws(tmp_path, 4000, seed=5)
+    values = np.array([d["hill_n"] for d in draws])
+    assert np.sum(values == 1.0) == 0 and abs(np.sum(values == 3.0) - 3000) < 110
+    assert draws == parameter_draws(tmp_path / "posterior.parquet", 4000, seed=5)
+
+
+def test_a_posterior_with_an_unknown_parameter_is_a_clean_error(tmp_path):
+    pd.DataFrame({"hil_n": [1.0], "weight": [1.0]}).to_parquet(tmp_path / "posterior.parquet")
+    r = subprocess.run(
+        [sys.executable, "-m", "sim.cli", "validate", "--posterior", str(tmp_path), "--dry-run", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "hil_n" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
