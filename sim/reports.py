@@ -32,6 +32,7 @@ from pathlib import Path
 from sim import __version__
 from sim.antigens import default_atlas
 from sim.cohort import default_workers, run_cohort
+from sim.emulate import fit_markdown
 from sim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,8 +234,11 @@ def _icar_grid(std, cd16, n: int, workers: int) -> list[str]:
 MARKER = "<!-- discussion: hand-written, kept by the generator -->"
 
 
-def validation_report(records: list, training: list, n: int) -> str:
-    """Markdown of the validation records (generated part of VALIDATION.md): the calibration set, then the training set."""
+def validation_report(records: list, training: list, n: int, fit: tuple[Path, dict] | None = None) -> str:
+    """Markdown of the validation records (generated part of VALIDATION.md): the calibration set, then the training set.
+
+    ``fit``: the folder and ``fit.json`` of ``cart-sim validate --cv``, given as a third section.
+    """
     from sim.validate import summary_counts
 
     counts, out_of_sample = summary_counts(records), summary_counts(training)
@@ -264,6 +268,19 @@ def validation_report(records: list, training: list, n: int) -> str:
         "",
         *_records_table(training),
     ]
+    if fit is not None:
+        folder, record = fit
+        lines += [
+            "",
+            "## The Bayesian fit, in sample and leave one study out",
+            "",
+            f"Regenerate: `cart-sim validate --cv --workers 2 --out {folder}` (about 40 minutes here; rerun to resume), "
+            f"then `python -m sim.reports validation -n {n} --fit {folder}`. The tables above score the shipped defaults; "
+            "this one scores the fit: each reported count of both sets against its posterior predictive interval, with "
+            "its own study group in the fit (in sample) and left out of it.",
+            "",
+            fit_markdown(record, "figures/validation_cv.png"),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -407,6 +424,16 @@ def protocols_report(n: int, workers: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fit_section(folder: Path | None, out: Path) -> tuple[Path, dict] | None:
+    """The fit of ``cart-sim validate --cv`` in ``folder``, its calibration plot copied to ``out/figures``."""
+    if folder is None:
+        return None
+    import json
+
+    _copy_figure(folder / "calibration.png", "validation_cv.png", out)
+    return folder, json.loads((folder / "fit.json").read_text())
+
+
 def _keep_discussion(path: Path, generated: str) -> str:
     """The generated text followed by the hand-written part of an existing report."""
     old = path.read_text() if path.exists() else ""
@@ -534,6 +561,7 @@ def main() -> None:
     ap.add_argument("--grid-n", type=int, default=None, help="icar: patients per sensitivity-grid point (default n/5)")
     ap.add_argument("--out", type=Path, default=ROOT / "results", help="folder of the report and its figures/ (default results/)")
     ap.add_argument("--runs", type=Path, default=ROOT / "results", help="sweeps, screen: where the runs wrote (default results/)")
+    ap.add_argument("--fit", type=Path, default=None, help="validation: the folder of `cart-sim validate --cv`, as a section")
     args = ap.parse_args()
     workers = args.workers or default_workers()
     out = args.out
@@ -553,6 +581,7 @@ def main() -> None:
                 run_validation(ROOT / "scenarios", args.n, workers),
                 run_validation(ROOT / "scenarios" / "training", args.n, workers, targets="training"),
                 args.n,
+                _fit_section(args.fit, out),
             ),
         ),
     }[args.report]
