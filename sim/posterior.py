@@ -3,7 +3,9 @@
 A predictive interval from one parameter set carries patient variation and cohort size only.
 Drawing a parameter set per replicate cohort from the posterior of a fit (``posterior.parquet``
 of ``cart-sim calibrate`` or ``cart-sim validate --cv``: one column per parameter and a
-``weight`` column) adds the uncertainty of the parameters.
+``weight`` column) adds the uncertainty of the parameters. ``fitted`` names the posterior that
+ships with the package (``sim/data/posterior.parquet``, its provenance in ``posterior.yaml``),
+written from a fit folder by ``python -m sim.posterior FIT_DIR``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,24 @@ import numpy as np
 from sim.errors import UserError
 from sim.params import PARAMETERS
 
+SHIPPED = "fitted"
+#: Equal-weight draws kept in the shipped posterior.
+SHIPPED_DRAWS = 1000
+
+
+def shipped_file(name: str) -> Path:
+    """A file of the shipped posterior (package data)."""
+    from importlib import resources
+
+    return Path(str(resources.files("sim") / "data" / name))
+
 
 def load_posterior(path: Path):
-    """The weighted draws of a fit: ``posterior.parquet``, or a fit folder holding it."""
+    """The weighted draws of a fit: ``posterior.parquet``, a fit folder holding it, or ``fitted`` (shipped)."""
     import pandas as pd
 
+    if str(path) == SHIPPED:
+        path = shipped_file("posterior.parquet")
     file = path / "posterior.parquet" if path.is_dir() else path
     try:
         draws = pd.read_parquet(file)
@@ -42,3 +57,36 @@ def parameter_draws(path: Path, replicates: int, seed: int) -> list[dict[str, fl
     w = draws.pop("weight").to_numpy(float)
     idx = np.random.default_rng(seed).choice(len(draws), size=replicates, p=w / w.sum())
     return [{k: float(v) for k, v in draws.iloc[i].items()} for i in idx]
+
+
+def ship(fit_dir: Path, seed: int = 0) -> None:
+    """Write the identified parameters' draws of a fit (resampled to equal weight) and its provenance as package data."""
+    import json
+
+    import yaml
+
+    from sim.io import atomic_path, provenance, write_parquet
+
+    fit = json.loads((fit_dir / "fit.json").read_text())
+    names = [n for n, s in fit["posterior"].items() if s["identified"]]
+    draws = load_posterior(fit_dir)
+    w = draws["weight"].to_numpy(float)
+    idx = np.random.default_rng(seed).choice(len(draws), size=SHIPPED_DRAWS, p=w / w.sum())
+    kept = draws.iloc[idx][names].reset_index(drop=True).assign(weight=1.0 / SHIPPED_DRAWS)
+    write_parquet(shipped_file("posterior.parquet"), kept)
+    record = {k: fit[k] for k in ("name", "method", "spec", "data", "seed", "date", "effective_sample_size", "coverage")}
+    record["posterior_median"] = {n: float(f"{fit['posterior'][n]['median']:.3g}") for n in names}
+    record["fit_provenance"] = {k: fit["provenance"].get(k) for k in ("cart_sim", "commit", "command")}
+    record["shipped"] = {"draws": SHIPPED_DRAWS, "resampling_seed": seed, "parameters": names, **provenance()}
+    with atomic_path(shipped_file("posterior.yaml")) as tmp:
+        tmp.write_text(
+            f"# The posterior shipped with cart-sim: `--posterior {SHIPPED}`. Written by `python -m sim.posterior {fit_dir}`\n"
+            "# from a fit of `cart-sim validate --cv`; the parameters the fit identified, resampled to equal weight.\n"
+            + yaml.safe_dump(json.loads(json.dumps(record)), sort_keys=False)
+        )
+
+
+if __name__ == "__main__":
+    import sys
+
+    ship(Path(sys.argv[1]))

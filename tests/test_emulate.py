@@ -18,8 +18,10 @@ from sim.emulate import (
     effective_sample_size,
     history_matching_weights,
     implausibility,
+    load_emulator_spec,
     log_likelihood,
     predictions,
+    reported_counts,
     run_fit,
     screen,
     sensitivity,
@@ -121,16 +123,20 @@ def test_sobol_screen_on_the_emulator_finds_the_parameter_that_moves_the_rate():
 def test_quick_fit_writes_its_outputs_and_resumes_to_the_same_posterior(tmp_path):
     out = tmp_path / "fit"
     first = run_fit(QUICK, out, workers=2, log=lambda line: None)
-    names = {"calibrated.yaml", "calibration.png", "design.parquet", "fit.json", "points", "posterior.parquet",
-             "sensitivity.parquet"}  # fmt: skip
+    names = {"calibrated.yaml", "calibration.png", "cross_validation.md", "design.parquet", "fit.json", "points",
+             "posterior.parquet", "sensitivity.parquet"}  # fmt: skip
     assert names <= {p.name for p in out.iterdir()}
     post = pd.read_parquet(out / "posterior.parquet")
     assert abs(post.weight.sum() - 1) < 1e-9 and len(post) == 2000
     fit = json.loads((out / "fit.json").read_text())
     n_metrics = fit["coverage"]["in_sample"]["metrics"]
-    assert n_metrics == 18 and len(fit["predictions"]) == 2 * 2 * n_metrics  # two methods, in sample and left out
+    expected = len(reported_counts(load_emulator_spec(QUICK), ROOT / "scenarios")[1])  # every modelled training count
+    assert n_metrics == expected > 20 and len(fit["predictions"]) == 2 * 2 * n_metrics  # two methods, in and out of sample
     assert set(fit["comparison"]) == {"importance_sampling", "history_matching"}
     assert fit["coverage"] == fit["comparison"][fit["chosen_method"]]
+    report = (out / "cross_validation.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| training |")]
+    assert len(rows) == n_metrics and "| importance sampling |" in report and "| history matching |" in report
     for name, s in fit["posterior"].items():
         assert s["prior"][0] <= s["ci95"][0] <= s["median"] <= s["ci95"][1] <= s["prior"][1], name
     (out / "posterior.parquet").unlink()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,3 +59,47 @@ def test_a_posterior_with_an_unknown_parameter_is_a_clean_error(tmp_path):
     )
     assert r.returncode == 2 and "hil_n" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_shipping_a_fit_keeps_the_identified_parameters_at_equal_weight(tmp_path, monkeypatch):
+    """A fit with one identified parameter (hill_n) and one inert one: the shipped draws hold hill_n only.
+
+    Weights 0 and 1 on two draws: every shipped draw is the weighted one (hill_n = 3), weight 1/1000 each.
+    """
+    import json
+
+    import sim.posterior as post
+
+    fit = tmp_path / "fit"
+    fit.mkdir()
+    pd.DataFrame({"hill_n": [1.0, 3.0], "crowding_exponent": [2.0, 5.0], "weight": [0.0, 1.0]}).to_parquet(
+        fit / "posterior.parquet"
+    )
+    record = {
+        "name": "t", "method": "m", "spec": "s.yaml", "data": "d", "seed": 1, "date": "2026-12-03",
+        "effective_sample_size": 1.0, "coverage": {}, "provenance": {"cart_sim": "0", "commit": None, "command": "c"},
+        "posterior": {"hill_n": {"identified": True, "median": 3.0}, "crowding_exponent": {"identified": False}},
+    }  # fmt: skip
+    (fit / "fit.json").write_text(json.dumps(record))
+    shipped = tmp_path / "data"
+    shipped.mkdir()
+    monkeypatch.setattr(post, "shipped_file", lambda name: shipped / name)
+    post.ship(fit)
+    draws = post.load_posterior(Path(post.SHIPPED))
+    assert list(draws.columns) == ["hill_n", "weight"] and len(draws) == post.SHIPPED_DRAWS
+    assert set(draws.hill_n) == {3.0} and np.allclose(draws.weight, 1 / post.SHIPPED_DRAWS)
+    assert "hill_n" in (shipped / "posterior.yaml").read_text()
+
+
+def test_the_shipped_posterior_loads_and_states_its_provenance():
+    """sim/data/posterior.parquet: known parameters at equal weight; posterior.yaml: data, method, seed, commit, date."""
+    import yaml
+
+    import sim.posterior as post
+
+    draws = post.load_posterior(Path(post.SHIPPED))
+    assert len(draws) == post.SHIPPED_DRAWS and np.allclose(draws.pop("weight").sum(), 1.0)
+    record = yaml.safe_load(post.shipped_file("posterior.yaml").read_text())
+    assert record["shipped"]["parameters"] == list(draws.columns)
+    assert record["data"] and record["method"] and record["date"] and record["fit_provenance"]["commit"]
+    assert isinstance(record["seed"], int)
