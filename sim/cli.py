@@ -36,6 +36,11 @@ SetOption = Annotated[
 ]
 
 
+PosteriorOption = Annotated[
+    Path | None,
+    typer.Option(help="A fit's posterior.parquet or folder, or 'fitted' (shipped): one parameter draw per replicate cohort"),
+]
+ReplicatesOption = Annotated[int, typer.Option(min=2, help="--posterior: replicate cohorts (-n split among them)")]
 ParamsOption = Annotated[
     str | None,
     typer.Option("--params", help="Parameter set: a calibrated.yaml path, or a name in results/calibration/ (e.g. calibrated)"),
@@ -144,38 +149,46 @@ def cohort(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything and simulate nothing")] = False,
     params: ParamsOption = None,
     scheduler: SchedulerOption = None,
+    posterior: PosteriorOption = None,
+    replicates: ReplicatesOption = 20,
 ) -> None:
     """Simulate a virtual trial arm: writes patients.parquet, trajectories.parquet, summary.json and four figures.
 
     Patient i is the same virtual patient for any --workers and in every arm that shares
     the population (common random numbers). Finished chunks are kept under OUT/chunks/,
-    so an interrupted cohort resumes when the same command is run again.
+    so an interrupted cohort resumes when the same command is run again. With --posterior,
+    the N patients are split into --replicates cohorts, each on its own patients under its
+    own posterior draw; summary.json gains posterior_predictive (the spread of their rates).
     """
     from sim.cohort import default_workers, spec_hash
-    from sim.io import check_output_dir, refuse_other_work
+    from sim.io import check_output_dir, content_hash, refuse_other_work
 
+    draws = _posterior_draws(posterior, replicates, seed or 0, params)
     sc = _load(scenario, overrides, seed, _param_set(params))
     out_dir = check_output_dir(out or Path("results") / f"{sc.name}-cohort")
     workers = workers or default_workers()
-    key = spec_hash(sc, n)
+    key = spec_hash(sc, n) if draws is None else content_hash({"cohort": spec_hash(sc, n), "draws": draws})
     refuse_other_work(out_dir, "chunks/spec.json", key, "the scenario and -n of the unfinished cohort there")
     if dry_run:
         console.print_json(sc.model_dump_json())
         console.print(f"[green]valid[/green]: {n} patients of {sc.name} on {workers} workers -> {out_dir}/")
         return
     _check_scheduler(scheduler)
-    _run_cohort(sc, n, workers, out_dir, key, params, scheduler)
+    _run_cohort(sc, n, workers, out_dir, key, params, scheduler, draws and {"file": str(posterior), "draws": draws})
 
 
-def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str | None, scheduler: str | None = None) -> None:
+def _run_cohort(
+    sc, n: int, workers: int, out_dir: Path, key: str, params: str | None, scheduler: str | None = None, posterior=None
+) -> None:
     from sim.cohort import trajectories_long
     from sim.io import provenance, save_figure, staged_outputs, write_json, write_parquet
     from sim.plots import cohort_figure, km_figure, spaghetti_figure, swimmer_figure
 
-    result = _simulate_cohort(sc, n, workers, out_dir, key, scheduler)
+    result = _simulate_cohort(sc, n, workers, out_dir, key, scheduler, posterior and posterior["draws"])
+    extra = {"posterior": posterior} if posterior else {}
     with staged_outputs(out_dir) as staging:
         write_parquet(staging / "patients.parquet", result.patients)
-        write_json(staging / "summary.json", {**result.summary, "provenance": provenance(params, [sc])})
+        write_json(staging / "summary.json", {**result.summary, **extra, "provenance": provenance(params, [sc])})
         save_figure(staging / "cohort.png", cohort_figure(result, f"{sc.name}: {n} virtual patients"))
         save_figure(staging / "km.png", km_figure(result.patients, f"{sc.name}: overall and leukemia-free survival"))
         write_parquet(staging / "trajectories.parquet", trajectories_long(result))
@@ -188,9 +201,9 @@ def _run_cohort(sc, n: int, workers: int, out_dir: Path, key: str, params: str |
     )
 
 
-def _simulate_cohort(sc, n: int, workers: int, out_dir: Path, key: str, scheduler: str | None):
+def _simulate_cohort(sc, n: int, workers: int, out_dir: Path, key: str, scheduler: str | None, draws=None):
     """Run a cohort with a progress bar, keeping finished chunks under ``out_dir/chunks`` (resumable)."""
-    from sim.cohort import run_cohort
+    from sim.cohort import run_cohort, run_posterior_cohort
     from sim.io import write_json
 
     chunk_dir = out_dir / "chunks"
@@ -198,17 +211,28 @@ def _simulate_cohort(sc, n: int, workers: int, out_dir: Path, key: str, schedule
     write_json(chunk_dir / "spec.json", {"hash": key, "scenario": sc.name, "n": n})
     with _progress() as bar:
         task = bar.add_task(f"{sc.name}: patients", total=n)
-        return run_cohort(sc, n, workers, chunk_dir, progress=lambda k: bar.update(task, completed=k), scheduler=scheduler)
+
+        def done(k: int) -> None:
+            bar.update(task, completed=k)
+
+        if draws:
+            return run_posterior_cohort(sc, draws, n, workers, chunk_dir, done, scheduler)
+        return run_cohort(sc, n, workers, chunk_dir, progress=done, scheduler=scheduler)
 
 
 def _print_cohort(summary: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"{summary['scenario']} ({summary['n_patients']} patients)")
-    for col in ("outcome", "rate", "95% CI (Wilson)"):
+    predictive = summary.get("posterior_predictive", {}).get("rates", {})
+    for col in ("outcome", "rate", "95% CI (Wilson)", *(["95% of replicate cohorts (posterior)"] if predictive else [])):
         table.add_column(col)
     for name, r in summary["rates"].items():
-        table.add_row(name, f"{r['rate']:.1%}", f"{r['ci95'][0]:.1%} - {r['ci95'][1]:.1%}")
+        cells = [name, f"{r['rate']:.1%}", f"{r['ci95'][0]:.1%} - {r['ci95'][1]:.1%}"]
+        if predictive:
+            lo, hi = predictive[name]["interval95"]
+            cells.append(f"{lo:.1%} - {hi:.1%}")
+        table.add_row(*cells)
     console.print(table)
 
 
@@ -223,11 +247,14 @@ def compare(
     seed: Annotated[int | None, typer.Option(min=0, help="Root seed of every arm (default: the first arm's)")] = None,
     params: ParamsOption = None,
     scheduler: SchedulerOption = None,
+    posterior: PosteriorOption = None,
+    replicates: ReplicatesOption = 20,
 ) -> None:
     """Compare arms on the same virtual patients: compare.json, anc.png, kinetics.png, lineage.png.
 
     Every arm runs on patients 0..N-1 of the first arm's seed (common random numbers).
-    --set applies to every arm.
+    --set applies to every arm. With --posterior, each arm's patients are split into
+    --replicates cohorts under the same posterior draws in every arm (still paired).
     """
     from sim.cohort import default_workers
     from sim.compare import figures, paired_scenarios, run_comparison
@@ -236,6 +263,7 @@ def compare(
     if len(scenarios) < 2:
         raise UserError("compare", "SCENARIOS", [str(s) for s in scenarios], "at least two scenario files")
     param_set = _param_set(params)
+    draws = _posterior_draws(posterior, replicates, seed or 0, params)
     arms = [_load(s, overrides, seed, param_set) for s in scenarios]
     try:
         paired_scenarios(arms)
@@ -249,9 +277,10 @@ def compare(
     _check_scheduler(scheduler)
     with _progress() as bar:
         task = bar.add_task("patients (all arms)", total=n * len(arms))
-        comp = run_comparison(arms, n, workers, progress=lambda k: bar.update(task, completed=k), scheduler=scheduler)
+        comp = run_comparison(arms, n, workers, lambda k: bar.update(task, completed=k), scheduler, draws)
+    extra = {"posterior": {"file": str(posterior), "draws": draws}} if draws else {}
     with staged_outputs(out_dir) as staging:
-        write_json(staging / "compare.json", {**comp.to_json(), "provenance": provenance(params, arms)})
+        write_json(staging / "compare.json", {**comp.to_json(), **extra, "provenance": provenance(params, arms)})
         for name, fig in figures(comp).items():
             save_figure(staging / name, fig)
     _print_comparison(comp)
@@ -304,11 +333,8 @@ def validate(
         bool, typer.Option("--cv", help="Fit the emulator spec --fit and predict every study from a fit that never saw it")
     ] = False,
     fit: Annotated[Path, typer.Option(help="--cv: the emulator fit spec")] = Path("scenarios") / "calibration" / "emulator.yaml",
-    posterior: Annotated[
-        Path | None,
-        typer.Option(help="A fit's posterior.parquet (or its folder): one parameter draw per replicate cohort"),
-    ] = None,
-    replicates: Annotated[int, typer.Option(min=2, help="--posterior: replicate cohorts per arm (-n split among them)")] = 20,
+    posterior: PosteriorOption = None,
+    replicates: ReplicatesOption = 20,
 ) -> None:
     """Compare every reported arm of clinical_targets.yaml with its simulated cohort.
 
@@ -348,9 +374,7 @@ def validate(
     scenarios = scenarios or SCENARIO_DIRS[targets]
     out_dir = check_output_dir(out or Path("results") / ("validation" if targets == "calibration" else f"validation-{targets}"))
     param_set = _param_set(params)
-    if posterior is not None and params is not None:
-        raise UserError("--posterior", "", "--params", "one of the two: the posterior draws are the parameter sets")
-    draws = None if posterior is None else _posterior_draws(posterior, replicates, seed or 0)
+    draws = _posterior_draws(posterior, replicates, seed or 0, params)
     if not scenarios.is_dir():
         raise UserError("--scenarios", "", str(scenarios), "a folder of scenario YAML files")
     workers = workers or default_workers()
@@ -383,7 +407,12 @@ def validate(
         raise typer.Exit(1)
 
 
-def _posterior_draws(path: Path, replicates: int, seed: int) -> list[dict[str, float]]:
+def _posterior_draws(path: Path | None, replicates: int, seed: int, params: str | None) -> list[dict[str, float]] | None:
+    """Parameter sets of ``--posterior`` (None without it); ``--params`` with it is an error."""
+    if path is None:
+        return None
+    if params is not None:
+        raise UserError("--posterior", "", "--params", "one of the two: the posterior draws are the parameter sets")
     from sim.posterior import parameter_draws
 
     return parameter_draws(path, replicates, seed)

@@ -61,6 +61,8 @@ def trajectories_long(result):
     traj = result.trajectories
     n, _, n_days = traj.shape
     table = {"patient_index": np.repeat(result.patients.patient_index.to_numpy(), n_days), "day": np.tile(np.arange(n_days), n)}
+    if "posterior_draw" in result.patients:  # patient i of each replicate cohort is a different patient
+        table = {"posterior_draw": np.repeat(result.patients.posterior_draw.to_numpy(), n_days), **table}
     for k, name in enumerate(TRAJECTORIES):
         table[name] = traj[:, k, :].reshape(-1)
     return pd.DataFrame(table)
@@ -189,6 +191,46 @@ def run_cohort(
     traj = np.concatenate([done[k][1] for k in range(len(chunks))])
     patients = patients_frame(rows)
     return CohortResult(patients, traj, summarize_cohort(sc, patients))
+
+
+def run_posterior_cohort(
+    sc: Scenario,
+    draws: list[dict[str, float]],
+    n: int,
+    workers: int = 1,
+    chunk_dir: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+    scheduler: str | None = None,
+) -> CohortResult:
+    """``n`` patients split into one replicate cohort per posterior draw (``sim.posterior.parameter_draws``).
+
+    Replicate r runs ``n // len(draws)`` patients on root seed + r under draw r (a scenario's own
+    ``params`` still win); the patients table gains ``posterior_draw``, and the summary a
+    ``posterior_predictive`` block: the spread of the replicate cohorts' rates, which carries the
+    parameters' uncertainty as well as the cohort size.
+    """
+    from sim.scenario import with_param_set
+
+    per = max(n // len(draws), 1)
+    parts = []
+    for r, draw in enumerate(draws):
+        arm = with_param_set(sc.model_copy(update={"seed": sc.seed + r}), draw)
+        cb = (lambda k, base=r * per: progress(base + k)) if progress else None
+        parts.append(run_cohort(arm, per, workers, None if chunk_dir is None else chunk_dir / f"draw_{r:04d}", cb, scheduler))
+    patients = pd.concat([p.patients.assign(posterior_draw=r) for r, p in enumerate(parts)], ignore_index=True)
+    summary = summarize_cohort(sc, patients)
+    summary["posterior_predictive"] = posterior_predictive([p.patients for p in parts])
+    return CohortResult(patients, np.concatenate([p.trajectories for p in parts]), summary)
+
+
+def posterior_predictive(replicates: list[pd.DataFrame]) -> dict:
+    """Per binary outcome: median and central 95% range of the replicate cohorts' rates."""
+    out = {"replicates": len(replicates), "patients_per_replicate": len(replicates[0]), "rates": {}}
+    for name, rule in OUTCOMES.items():
+        rates = [float(rule(p).mean()) for p in replicates]
+        lo, mid, hi = np.quantile(rates, [0.025, 0.5, 0.975])
+        out["rates"][name] = {"median": float(mid), "interval95": [float(lo), float(hi)]}
+    return out
 
 
 def patients_frame(rows: list[dict]) -> pd.DataFrame:

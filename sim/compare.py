@@ -145,14 +145,23 @@ class Comparison:
 
 
 def run_comparison(
-    scenarios: list[Scenario], n: int, workers: int = 1, progress=None, scheduler: str | None = None
+    scenarios: list[Scenario], n: int, workers: int = 1, progress=None, scheduler: str | None = None, draws=None
 ) -> Comparison:
-    """Run every arm on the same ``n`` virtual patients and compare them with the first."""
+    """Run every arm on the same ``n`` virtual patients and compare them with the first.
+
+    ``draws``: posterior parameter sets; every arm then runs the same replicate cohorts under
+    the same draws (``sim.cohort.run_posterior_cohort``), so patients stay paired.
+    """
+    from sim.cohort import run_posterior_cohort
+
     arms = paired_scenarios(scenarios)
     cohorts = []
     for k, sc in enumerate(arms):
         cb = (lambda done, k=k: progress(k * n + done)) if progress else None
-        cohorts.append(run_cohort(sc, n, workers, progress=cb, scheduler=scheduler))
+        if draws:
+            cohorts.append(run_posterior_cohort(sc, draws, n, workers, None, cb, scheduler))
+        else:
+            cohorts.append(run_cohort(sc, n, workers, progress=cb, scheduler=scheduler))
     seed = arms[0].seed
     names = [s.name for s in arms]
     tables = {name: arm_table(c.patients, seed) for name, c in zip(names, cohorts, strict=True)}

@@ -103,3 +103,37 @@ def test_the_shipped_posterior_loads_and_states_its_provenance():
     assert record["shipped"]["parameters"] == list(draws.columns)
     assert record["data"] and record["method"] and record["date"] and record["fit_provenance"]["commit"]
     assert isinstance(record["seed"], int)
+
+
+def test_a_posterior_cohort_is_its_replicates_each_under_its_draw():
+    """Replicate r equals a plain cohort of root seed + r under draw r (bit-identical), and the predictive spans them."""
+    from sim.cohort import run_cohort, run_posterior_cohort
+    from sim.scenario import load_scenario, with_param_set
+    from tests.conftest import ROOT
+
+    sc = load_scenario(ROOT / "scenarios" / "cll1_standard.yaml", ["horizon_days=6", "resolution.car_t_agents=100",
+                                                                   "resolution.blast_agents=100"])  # fmt: skip
+    draws = [{"search_rate_l_per_h": 5e-12}, {"search_rate_l_per_h": 1e-10}]
+    result = run_posterior_cohort(sc, draws, 6, workers=2)
+    assert len(result.patients) == 6 and result.patients.posterior_draw.tolist() == [0, 0, 0, 1, 1, 1]
+    second = run_cohort(with_param_set(sc.model_copy(update={"seed": sc.seed + 1}), draws[1]), 3)
+    mine = result.patients[result.patients.posterior_draw == 1].drop(columns="posterior_draw").reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, second.patients)
+    crs = result.summary["posterior_predictive"]["rates"]["crs_any"]
+    rates = [result.patients[result.patients.posterior_draw == r].crs_grade.gt(0).mean() for r in (0, 1)]
+    assert crs["interval95"][0] >= min(rates) - 1e-12 and crs["interval95"][1] <= max(rates) + 1e-12
+
+
+def test_a_posterior_comparison_keeps_the_arms_paired():
+    """Two arms under the same two draws: row k is the same virtual patient in both (same draw, same baseline)."""
+    from sim.compare import run_comparison
+    from sim.scenario import load_scenario
+    from tests.conftest import ROOT
+
+    sets = ["horizon_days=4", "resolution.car_t_agents=100", "resolution.blast_agents=100"]
+    arms = [load_scenario(ROOT / "scenarios" / f"{name}.yaml", sets) for name in ("cll1_standard", "cll1_cd16_icar")]
+    comp = run_comparison(arms, 4, 2, draws=[{"hill_n": 1.5}, {"hill_n": 3.0}])
+    a, b = (c.patients for c in comp.cohorts)
+    assert a.posterior_draw.tolist() == b.posterior_draw.tolist() == [0, 0, 1, 1]
+    for col in ("anc_baseline_1e9_per_l", "bm_blast_percent_baseline", "seed"):
+        assert a[col].tolist() == b[col].tolist(), col
