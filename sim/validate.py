@@ -215,21 +215,18 @@ def run_validation(
     Raises:
         KeyError: (study, arm) of a reported arm that has no scenario.
     """
-    from sim.cohort import run_cohort
-    from sim.scenario import with_param_set
+    from sim.cohort import run_cohort, run_posterior_cohort
 
     scenarios = arm_cohorts(scenario_dir, params, overrides, targets)
-    replicates = [None] if draws is None else draws
-    per = n_sim if draws is None else max(n_sim // len(draws), 1)
     records = []
     for k, (key, (sc, n_reported, metrics)) in enumerate(scenarios.items()):
-        cohorts = []
-        for r, draw in enumerate(replicates):
-            base = k * n_sim + r * per
-            cb = (lambda done, base=base: progress(base + done)) if progress else None
-            arm = sc if draw is None else with_param_set(sc.model_copy(update={"seed": sc.seed + r}), draw)
-            cohorts.append(run_cohort(arm, per, workers, progress=cb, scheduler=scheduler).patients)
-        records += [compare(*key, m, c, n_reported, cohorts if draws else cohorts[0]) for m, c in metrics]
+        cb = (lambda done, base=k * n_sim: progress(base + done)) if progress else None
+        if draws:
+            patients = run_posterior_cohort(sc, draws, n_sim, workers, None, cb, scheduler).patients
+            patients = [p for _, p in patients.groupby("posterior_draw")]  # the predictive: their mixture
+        else:
+            patients = run_cohort(sc, n_sim, workers, progress=cb, scheduler=scheduler).patients
+        records += [compare(*key, m, c, n_reported, patients) for m, c in metrics]
     return records
 
 
