@@ -281,7 +281,8 @@ def posterior_draws(emulators: Emulators, metrics: list[Metric], spec: EmulatorS
     Prior draws (scrambled Halton) first; while the effective sample size is below
     ``ENOUGH_ESS_SHARE`` of the draws, the next round draws from a mixture of the uniform prior
     (``DEFENSIVE``: it keeps the tails that leaving a study out may need) and a normal fitted to
-    the weighted draws (covariance doubled), truncated to the cube.
+    the weighted draws (covariance doubled), truncated to the cube. The round with the largest
+    effective sample size is returned.
     """
     from scipy.stats import multivariate_normal, qmc
 
@@ -289,14 +290,17 @@ def posterior_draws(emulators: Emulators, metrics: list[Metric], spec: EmulatorS
     rng = np.random.default_rng(spec.seed + 1)
     draws, log_q = qmc.Halton(d, scramble=True, seed=spec.seed + 1).random(n), np.zeros(n)
     everything = np.ones(len(metrics), bool)
+    best: tuple = (-1.0,)
     for k in range(ADAPT_ROUNDS):
         mean, sd = emulators.predict(draws)
         loglik = log_likelihood(mean, sd, metrics)
         w = weights_from(loglik, everything, log_q)
         ess = effective_sample_size(w)
         log(f"importance sampling round {k + 1}: effective sample size {ess:.0f} of {n}")
+        if ess > best[0]:  # a later proposal can fit worse (a normal fitted to few effective draws): keep the best
+            best = (ess, draws, mean, sd, loglik, log_q)
         if ess >= ENOUGH_ESS_SHARE * n or k == ADAPT_ROUNDS - 1:
-            return draws, mean, sd, loglik, log_q
+            return best[1:]
         centre = w @ draws
         cov = 2.0 * np.cov(draws.T, aweights=w).reshape(d, d) + 1e-6 * np.eye(d)
         normal = multivariate_normal(centre, cov)
@@ -481,7 +485,9 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
     spec = load_emulator_spec(spec_path)
     arms, metrics = reported_counts(spec, (spec_path.parent / spec.scenarios).resolve())
     payload = _payload(arms, metrics, spec.n_patients)
-    key = content_hash({"spec": spec.model_dump(mode="json"), "arms": arms, "metrics": [asdict(m) for m in metrics]})
+    # the design's identity: what the simulations depend on (not the posterior's settings, which reuse the same runs)
+    simulated = spec.model_dump(mode="json", include={"parameters", "targets", "n_patients", "design_points", "set", "seed"})
+    key = content_hash({"spec": simulated, "arms": arms, "metrics": [asdict(m) for m in metrics]})
     refuse_other_work(out, "points/spec.json", key, "the spec, arms and reported counts of the unfinished fit there")
     (out / "points").mkdir(parents=True, exist_ok=True)
     write_json(out / "points" / "spec.json", {"hash": key, "name": spec.name})
