@@ -144,6 +144,12 @@ def test_quick_fit_writes_its_outputs_and_resumes_to_the_same_posterior(tmp_path
     second = run_fit(QUICK, out, workers=1, log=lines.append)  # every point read back, none simulated
     assert lines[1].startswith("8 of 8 design points already simulated")
     assert second["posterior"] == first["posterior"] and second["coverage"] == first["coverage"]
+    other = tmp_path / "other_draws.yaml"  # posterior settings are not the design: the same runs serve
+    text = QUICK.read_text().replace("posterior_draws: 2000", "posterior_draws: 500")
+    other.write_text(text + f"scenarios: {ROOT / 'scenarios'}\n")
+    lines.clear()
+    run_fit(other, out, workers=1, log=lines.append)
+    assert lines[1].startswith("8 of 8 design points already simulated")
 
 
 def test_a_design_that_is_not_a_power_of_two_is_a_clean_error(tmp_path):
