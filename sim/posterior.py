@@ -51,11 +51,15 @@ def load_posterior(path: Path):
     return draws
 
 
+def resample(weights: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Indices of ``size`` draws by weight, with replacement, reproducibly from ``seed``."""
+    return np.random.default_rng(seed).choice(len(weights), size=size, p=weights / weights.sum())
+
+
 def parameter_draws(path: Path, replicates: int, seed: int) -> list[dict[str, float]]:
-    """``replicates`` parameter sets drawn by weight (with replacement), reproducibly from ``seed``."""
+    """``replicates`` parameter sets drawn from a fit's posterior by weight."""
     draws = load_posterior(path)
-    w = draws.pop("weight").to_numpy(float)
-    idx = np.random.default_rng(seed).choice(len(draws), size=replicates, p=w / w.sum())
+    idx = resample(draws.pop("weight").to_numpy(float), replicates, seed)
     return [{k: float(v) for k, v in draws.iloc[i].items()} for i in idx]
 
 
@@ -70,8 +74,7 @@ def ship(fit_dir: Path, seed: int = 0) -> None:
     fit = json.loads((fit_dir / "fit.json").read_text())
     names = [n for n, s in fit["posterior"].items() if s["identified"]]
     draws = load_posterior(fit_dir)
-    w = draws["weight"].to_numpy(float)
-    idx = np.random.default_rng(seed).choice(len(draws), size=SHIPPED_DRAWS, p=w / w.sum())
+    idx = resample(draws["weight"].to_numpy(float), SHIPPED_DRAWS, seed)
     kept = draws.iloc[idx][names].reset_index(drop=True).assign(weight=1.0 / SHIPPED_DRAWS)
     write_parquet(shipped_file("posterior.parquet"), kept)
     record = {k: fit[k] for k in ("name", "method", "spec", "data", "seed", "date", "effective_sample_size", "coverage")}
