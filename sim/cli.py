@@ -174,21 +174,20 @@ def cohort(
         console.print(f"[green]valid[/green]: {n} patients of {sc.name} on {workers} workers -> {out_dir}/")
         return
     _check_scheduler(scheduler)
-    _run_cohort(sc, n, workers, out_dir, key, params, scheduler, draws and {"file": str(posterior), "draws": draws})
+    _run_cohort(sc, n, workers, out_dir, key, params, scheduler, draws, _posterior_record(posterior, replicates, draws))
 
 
 def _run_cohort(
-    sc, n: int, workers: int, out_dir: Path, key: str, params: str | None, scheduler: str | None = None, posterior=None
+    sc, n: int, workers: int, out_dir: Path, key: str, params: str | None, scheduler=None, draws=None, extra=None
 ) -> None:
     from sim.cohort import trajectories_long
     from sim.io import provenance, save_figure, staged_outputs, write_json, write_parquet
     from sim.plots import cohort_figure, km_figure, spaghetti_figure, swimmer_figure
 
-    result = _simulate_cohort(sc, n, workers, out_dir, key, scheduler, posterior and posterior["draws"])
-    extra = {"posterior": posterior} if posterior else {}
+    result = _simulate_cohort(sc, n, workers, out_dir, key, scheduler, draws)
     with staged_outputs(out_dir) as staging:
         write_parquet(staging / "patients.parquet", result.patients)
-        write_json(staging / "summary.json", {**result.summary, **extra, "provenance": provenance(params, [sc])})
+        write_json(staging / "summary.json", {**result.summary, **(extra or {}), "provenance": provenance(params, [sc])})
         save_figure(staging / "cohort.png", cohort_figure(result, f"{sc.name}: {n} virtual patients"))
         save_figure(staging / "km.png", km_figure(result.patients, f"{sc.name}: overall and leukemia-free survival"))
         write_parquet(staging / "trajectories.parquet", trajectories_long(result))
@@ -278,7 +277,7 @@ def compare(
     with _progress() as bar:
         task = bar.add_task("patients (all arms)", total=n * len(arms))
         comp = run_comparison(arms, n, workers, lambda k: bar.update(task, completed=k), scheduler, draws)
-    extra = {"posterior": {"file": str(posterior), "draws": draws}} if draws else {}
+    extra = _posterior_record(posterior, replicates, draws)
     with staged_outputs(out_dir) as staging:
         write_json(staging / "compare.json", {**comp.to_json(), **extra, "provenance": provenance(params, arms)})
         for name, fig in figures(comp).items():
@@ -397,8 +396,7 @@ def validate(
     counts = summary_counts(records)
     with staged_outputs(out_dir) as staging:
         record = {"summary": counts, "n_simulated_per_arm": n_patients, "records": [vars(r) for r in records]}
-        if draws:
-            record["posterior"] = {"file": str(posterior), "replicates": replicates, "draws": draws}
+        record |= _posterior_record(posterior, replicates, draws)
         write_json(staging / "validation.json", {**record, "provenance": provenance(params)})
         save_figure(staging / "validation.png", validation_figure(records))
     console.print(f"{counts['agree']} of {counts['metrics']} reported metrics inside their 95% predictive intervals")
@@ -416,6 +414,11 @@ def _posterior_draws(path: Path | None, replicates: int, seed: int, params: str 
     from sim.posterior import parameter_draws
 
     return parameter_draws(path, replicates, seed)
+
+
+def _posterior_record(path: Path | None, replicates: int, draws: list | None) -> dict:
+    """The ``posterior`` entry of an output's JSON: which fit, how many replicates, the draws (empty without one)."""
+    return {"posterior": {"file": str(path), "replicates": replicates, "draws": draws}} if draws else {}
 
 
 def _print_validation(records) -> None:

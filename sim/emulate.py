@@ -503,11 +503,11 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
         "importance_sampling": lambda keep: weights_from(loglik, keep, log_q),
         "history_matching": lambda keep: history_matching_weights(imp, keep, log_q),
     }
-    preds, comparison = [], {}
+    preds, comparison, weights = [], {}, {}
     for method, weigh in methods.items():
         mine = predictions(mean, sd, weigh, metrics, spec.seed, method)
-        w = weigh(np.ones(len(metrics), bool))
-        comparison[method] = {"effective_sample_size": effective_sample_size(w)} | {
+        weights[method] = weigh(np.ones(len(metrics), bool))
+        comparison[method] = {"effective_sample_size": effective_sample_size(weights[method])} | {
             mode: coverage(mine, mode) for mode in ("in_sample", "leave_one_study_out")
         }
         preds += mine
@@ -517,14 +517,13 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
         for m, c in comparison.items()))  # fmt: skip
     log("Sobol indices on the emulators")
     rows = sensitivity(emulators, spec, metrics)
-    w = methods[chosen](np.ones(len(metrics), bool))
-    values = to_values(spec, draws)
-    record = _record(spec, spec_path, metrics, values, w, preds, comparison, chosen, screen(rows, list(spec.parameters)))
+    w, values = weights[chosen], to_values(spec, draws)
+    record = _record(spec, spec_path, metrics, values, w, comparison, chosen, screen(rows, list(spec.parameters)))
     _write(out, spec, unit, counts, metrics, values, w, preds, record, rows)
     return record
 
 
-def _record(spec, spec_path, metrics, values, w, preds, comparison, chosen, identified) -> dict:
+def _record(spec, spec_path, metrics, values, w, comparison, chosen, identified) -> dict:
     import datetime
 
     from sim.calibrate import weighted_quantiles

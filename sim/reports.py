@@ -242,14 +242,14 @@ def validation_report(records: list, training: list, n: int, fit: tuple[Path, di
     from sim.validate import summary_counts
 
     counts, out_of_sample = summary_counts(records), summary_counts(training)
-    fit_option = "" if fit is None else f" --fit {fit[0]}"
-    loso = "" if fit is None else fit[1]["coverage"]["leave_one_study_out"]
-    fitted = (
-        ""
-        if fit is None
-        else f" The Bayesian fit to both sets, each study predicted from a fit that never saw it: {loso['inside']} of "
-        f"{loso['metrics']} ({100 * loso['share_inside']:.0f}%)."
-    )
+    fit_option = fitted = ""
+    if fit is not None:
+        loso = fit[1]["coverage"]["leave_one_study_out"]
+        fit_option = f" --fit {fit[0]}"
+        fitted = (
+            " The Bayesian fit to both sets, each study predicted from a fit that never saw it: "
+            f"{loso['inside']} of {loso['metrics']} ({100 * loso['share_inside']:.0f}%)."
+        )
     lines = [
         "# Validation against the reported trials",
         "",
