@@ -165,18 +165,21 @@ class Problem:
         return ([a.model_dump_json() for a in self.arms], self.metrics, self.spec.n_patients, self.spec.data)
 
 
-def simulate(payload: tuple, params: dict[str, float]) -> dict[str, float]:
-    """Statistics of the model at ``params``: the same virtual patients at every evaluation."""
+def cohort_at(scenario_json: str, params: dict[str, float], n_patients: int) -> pd.DataFrame:
+    """The patients table of virtual patients ``0..n_patients-1`` of a scenario with ``params`` set (they win)."""
     from sim.cohort import patients_frame, run_chunk
     from sim.scenario import Scenario
 
+    sc = Scenario.model_validate_json(scenario_json)
+    sc = sc.model_copy(update={"params": {**sc.params, **params}})
+    rows, _ = run_chunk(sc.model_dump_json(), list(range(n_patients)))
+    return patients_frame(rows)
+
+
+def simulate(payload: tuple, params: dict[str, float]) -> dict[str, float]:
+    """Statistics of the model at ``params``: the same virtual patients at every evaluation."""
     arm_jsons, metrics, n_patients, data = payload
-    frames = {}
-    for k, js in enumerate(arm_jsons):
-        sc = Scenario.model_validate_json(js)
-        sc = sc.model_copy(update={"params": {**sc.params, **params}})  # the fitted values win here
-        rows, _ = run_chunk(sc.model_dump_json(), list(range(n_patients)))
-        frames[k] = patients_frame(rows)
+    frames = {k: cohort_at(js, params, n_patients) for k, js in enumerate(arm_jsons)}
     out = {}
     if data == "trials":
         from sim.validate import outcome

@@ -655,12 +655,14 @@ def _emulator_fit(spec: Path, out_dir: Path, workers: int, scheduler: str | None
     record = run_fit(spec, out_dir, workers, scheduler, log=lambda line: err_console.print(line))
     ess = record["effective_sample_size"]
     table = Table(title=f"{record['name']}: posterior, {record['method']} (effective draws {ess:.0f})")
-    for col in ("parameter", "median", "95% credible interval", "prior", "default", "total Sobol index"):
+    for col in ("parameter", "median", "95% credible interval", "prior", "default", "total Sobol index", "contraction"):
         table.add_column(col)
     for name, s in record["posterior"].items():
         lo, hi = s["ci95"]
+        shrink = "-" if s.get("contraction") is None else f"{s['contraction']:.2f}"
         table.add_row(name, f"{s['median']:.4g}", f"{lo:.4g} - {hi:.4g}", f"{s['prior'][0]:.3g} - {s['prior'][1]:.3g}",
-                      f"{s['default']:.4g}", f"{s['max_total_index']:.2f}" + ("" if s["identified"] else " (inert)"))  # fmt: skip
+                      f"{s['default']:.4g}", f"{s['max_total_index']:.2f}",
+                      shrink + ("" if s["identified"] else " (held at default)"))  # fmt: skip
     console.print(table)
     for method, c in record["comparison"].items():
         for mode in ("in_sample", "leave_one_study_out"):

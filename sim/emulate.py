@@ -24,10 +24,16 @@ ABC-SMC needs thousands of cohort simulations per generation; this fit needs one
    the emulator's uncertainty), in sample and leave one study out: the weights without the
    left-out study group's counts, for both methods. The emulators never see observed data, so
    leaving a study out needs no new simulation. The method with more left-out counts inside
-   (then the narrower intervals) gives the posterior and ``calibrated.yaml``.
-7. Sensitivity: first-order and total Sobol indices (SALib) of every emulated rate over the prior
-   box. Parameters whose total index stays below ``INERT_TOTAL_INDEX`` on every count are not
-   identified by the data: ``calibrated.yaml`` leaves them at their defaults.
+   (then the narrower intervals) gives the posterior and ``calibrated.yaml``, among those with
+   at least ``MIN_EFFECTIVE_DRAWS`` effective draws.
+7. Sensitivity and identification: first-order and total Sobol indices (SALib) of every emulated
+   rate over the prior box, and each parameter's posterior contraction (stage 1: every parameter
+   free). A parameter is identified when its total index reaches ``INERT_TOTAL_INDEX`` on some
+   count and the counts remove at least ``MIN_CONTRACTION`` of its prior variance.
+8. Stage 2: the posterior of the identified parameters with the others held at their sourced
+   defaults (a coherent point: the marginal medians of a correlated posterior, some replaced by
+   defaults, need not fit). Its predictions, coverage and medians are what the fit reports and
+   ``calibrated.yaml`` holds.
 """
 
 from __future__ import annotations
@@ -42,7 +48,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sim import constraints
 from sim.calibrate import Prior, prior_range, simulate
+from sim.constraints import Constraint
 from sim.errors import UserError, spec_error
 from sim.params import PARAMETERS
 
@@ -70,6 +78,8 @@ class EmulatorSpec(BaseModel):
         "..", description="the scenarios folder (whose training/ holds the training arms), relative to the spec"
     )
     seed: int = Field(0, ge=0)
+    constraints: dict[str, Constraint] = Field({}, description="behaviours the fit must keep (sim.constraints)")
+    constraint_patients: int = Field(32, ge=2, le=10_000, description="virtual patients per constraint per design point")
 
     @field_validator("design_points")
     @classmethod
@@ -105,6 +115,9 @@ def load_emulator_spec(path: Path) -> EmulatorSpec:
             raise UserError(str(path), f"parameters.{name}", name, "a parameter name of sim.params (`cart-sim params`)")
         if prior_range(name, prior) is None:
             raise UserError(str(path), f"parameters.{name}.range", None, "a prior range (this parameter has none)")
+    for name, c in spec.constraints.items():
+        if not (path.parent / spec.scenarios / c.scenario).is_file():
+            raise UserError(str(path), f"constraints.{name}.scenario", c.scenario, "a scenario file under the spec's scenarios")
     return spec
 
 
@@ -112,7 +125,7 @@ def reported_counts(spec: EmulatorSpec, scenario_root: Path) -> tuple[list, list
     """The arms' scenarios (JSON) and their reported metrics, over the spec's target sets."""
     from sim.validate import SCENARIO_DIRS, arm_cohorts, outcome_rule, target_set
 
-    sets = [f"{k}={'null' if v is None else v}" for k, v in spec.set.items()]
+    sets = overrides(spec)
     arms, metrics = [], []
     for targets in spec.targets:
         groups = {s["id"]: s.get("group", s["id"]) for s in target_set(targets)["studies"]}
@@ -124,6 +137,11 @@ def reported_counts(spec: EmulatorSpec, scenario_root: Path) -> tuple[list, list
             arms.append(sc.model_dump_json())
             metrics += [Metric(study, arm, groups[study], targets, m, int(c), int(n)) for m, c in modelled]
     return arms, metrics
+
+
+def overrides(spec: EmulatorSpec) -> list[str]:
+    """The spec's ``set`` as ``--set`` strings."""
+    return [f"{k}={'null' if v is None else v}" for k, v in spec.set.items()]
 
 
 def design(spec: EmulatorSpec) -> np.ndarray:
@@ -165,37 +183,46 @@ def _payload(arms: list[str], metrics: list[Metric], n_patients: int) -> tuple:
 
 
 def run_design(
-    spec: EmulatorSpec, payload: tuple, unit: np.ndarray, out: Path, workers: int = 1, scheduler: str | None = None, log=print
+    fn,
+    fixed,
+    spec: EmulatorSpec,
+    unit: np.ndarray,
+    n_patients: int,
+    folder: Path,
+    workers: int = 1,
+    scheduler: str | None = None,
+    log=print,
 ) -> np.ndarray:
-    """Simulated counts, shape (design points, metrics); finished points are read from ``out/points``."""
+    """Simulated counts, shape (design points, counts): ``fn(fixed, names, values, n_patients)`` at every point.
+
+    Finished points are read from ``folder/<i>.json``; a rerun simulates only the others.
+    """
     from sim.io import write_json
     from sim.parallel import run_tasks
 
     names = list(spec.parameters)
     values = to_values(spec, unit)
-    folder = out / "points"
     folder.mkdir(parents=True, exist_ok=True)
     counts: dict[int, list[int]] = {}
     for i in range(len(unit)):
         f = folder / f"{i}.json"
         if f.is_file():
             counts[i] = json.loads(f.read_text())["counts"]
-    todo = {i: (payload, names, [float(v) for v in values[i]], spec.n_patients) for i in range(len(unit)) if i not in counts}
+    todo = {i: (fixed, names, [float(v) for v in values[i]], n_patients) for i in range(len(unit)) if i not in counts}
     start, done0 = time.monotonic(), len(counts)
     if done0:
         log(f"{done0} of {len(unit)} design points already simulated (kept in {folder})")
 
     def keep(i, result):
         counts[i] = result
-        write_json(
-            folder / f"{i}.json", {"point": i, "values": dict(zip(names, values[i].tolist(), strict=True)), "counts": result}
-        )
+        at = dict(zip(names, values[i].tolist(), strict=True))
+        write_json(folder / f"{i}.json", {"point": i, "values": at, "counts": result})
         done = len(counts) - done0
         left = (time.monotonic() - start) / done * (len(todo) - done)
-        log(f"design point {len(counts)}/{len(unit)} done, about {left / 60:.1f} min left")
+        log(f"{folder.name}: design point {len(counts)}/{len(unit)} done, about {left / 60:.1f} min left")
 
-    run_tasks(run_point, todo, workers, scheduler, keep)
-    return np.array([counts[i] for i in range(len(unit))], dtype=float)
+    run_tasks(fn, todo, workers, scheduler, keep)
+    return np.array([counts[i] for i in range(len(unit))], dtype=float).reshape(len(unit), -1)
 
 
 # --------------------------------------------------------------------------- emulators
@@ -275,8 +302,15 @@ def weights_from(loglik: np.ndarray, keep: np.ndarray, log_q: np.ndarray | None 
 ADAPT_ROUNDS, ENOUGH_ESS_SHARE, DEFENSIVE = 4, 0.1, 0.2
 
 
-def posterior_draws(emulators: Emulators, metrics: list[Metric], spec: EmulatorSpec, log=print) -> tuple:
+def posterior_draws(
+    emulators: Emulators, metrics: list[Metric], spec: EmulatorSpec, log=print, log_prior=None, fixed=None
+) -> tuple:
     """Draws (unit cube), emulated logit mean and sd, log-likelihoods and proposal log densities.
+
+    ``log_prior(draws)``: the behaviour prior's log factor (:mod:`sim.constraints`), folded into
+    the returned proposal densities, so both methods weigh the draws against the constrained prior.
+    ``fixed``: unit-cube coordinates to hold (NaN where a parameter is free): the posterior of the
+    free parameters given those values.
 
     Prior draws (scrambled Halton) first; while the effective sample size is below
     ``ENOUGH_ESS_SHARE`` of the draws, the next round draws from a mixture of the uniform prior
@@ -286,19 +320,29 @@ def posterior_draws(emulators: Emulators, metrics: list[Metric], spec: EmulatorS
     """
     from scipy.stats import multivariate_normal, qmc
 
-    d, n = len(spec.parameters), spec.posterior_draws
+    fixed = np.full(len(spec.parameters), np.nan) if fixed is None else np.asarray(fixed, float)
+    free = np.isnan(fixed)
+    d, n = int(free.sum()), spec.posterior_draws
+
+    def embed(x):
+        full = np.tile(fixed, (len(x), 1))
+        full[:, free] = x
+        return full
+
     rng = np.random.default_rng(spec.seed + 1)
     draws, log_q = qmc.Halton(d, scramble=True, seed=spec.seed + 1).random(n), np.zeros(n)
     everything = np.ones(len(metrics), bool)
     best: tuple = (-1.0,)
     for k in range(ADAPT_ROUNDS):
-        mean, sd = emulators.predict(draws)
+        if log_prior is not None:
+            log_q = log_q - log_prior(embed(draws))
+        mean, sd = emulators.predict(embed(draws))
         loglik = log_likelihood(mean, sd, metrics)
         w = weights_from(loglik, everything, log_q)
         ess = effective_sample_size(w)
         log(f"importance sampling round {k + 1}: effective sample size {ess:.0f} of {n}")
         if ess > best[0]:  # a later proposal can fit worse (a normal fitted to few effective draws): keep the best
-            best = (ess, draws, mean, sd, loglik, log_q)
+            best = (ess, embed(draws), mean, sd, loglik, log_q)
         if ess >= ENOUGH_ESS_SHARE * n or k == ADAPT_ROUNDS - 1:
             return best[1:]
         centre = w @ draws
@@ -420,13 +464,17 @@ def history_matching_weights(imp: np.ndarray, keep: np.ndarray, log_q: np.ndarra
     order = min(IMPLAUSIBILITY_ORDER, kept.shape[1])
     worst = np.sort(kept, axis=1)[:, -order]
     cut = max(IMPLAUSIBILITY_CUTOFF, np.sort(worst)[FEWEST_KEPT - 1])
-    w = (worst <= cut) * np.exp(-log_q)
+    kept_draws = worst <= cut
+    w = kept_draws * np.exp(-(log_q - log_q[kept_draws].min()))  # log_q may carry a behaviour prior far below 0
     return w / w.sum()
 
 
 #: Base samples of the Sobol analysis on the emulators (N (d + 2) emulated points), and the total
 #: index below which a parameter is called inert on a count.
 SOBOL_BASE, INERT_TOTAL_INDEX = 1024, 0.05
+#: Posterior contraction below which the counts are said not to pin a parameter down: they
+#: removed less than half of its prior variance.
+MIN_CONTRACTION = 0.5
 
 
 def sensitivity(emulators: Emulators, spec: EmulatorSpec, metrics: list[Metric]) -> list[dict]:
@@ -454,25 +502,41 @@ def sensitivity(emulators: Emulators, spec: EmulatorSpec, metrics: list[Metric])
     return rows
 
 
-def screen(rows: list[dict], names: list[str]) -> dict[str, dict]:
-    """Per parameter: the largest and the mean total index over the counts, and whether the data identify it."""
+def screen(rows: list[dict], names: list[str], contracted: dict[str, float] | None = None) -> dict[str, dict]:
+    """Per parameter: the largest and the mean total index over the counts, and whether the data identify it.
+
+    Identified: a total index of at least ``INERT_TOTAL_INDEX`` on some count (it moves a count)
+    and, given ``contracted``, a posterior contraction of at least ``MIN_CONTRACTION`` (the counts
+    pin it down). The others keep their sourced defaults.
+    """
     out = {}
     for name in names:
         st = [r["ST"] for r in rows if r["parameter"] == name]
         top = max(st, default=0.0)
+        shrink = None if contracted is None else contracted[name]
         out[name] = {"max_total_index": top, "mean_total_index": float(np.mean(st)) if st else 0.0,
-                     "identified": top >= INERT_TOTAL_INDEX}  # fmt: skip
+                     "contraction": shrink,
+                     "identified": top >= INERT_TOTAL_INDEX and (shrink is None or shrink >= MIN_CONTRACTION)}  # fmt: skip
     return out
 
 
+#: Effective draws below which a method's posterior is mostly Monte Carlo noise (its medians and the
+#: shipped draws would repeat a few points): such a method is kept only if no other has more.
+MIN_EFFECTIVE_DRAWS = 200
+
+
 def better(comparison: dict) -> str:
-    """The method with more left-out counts inside its interval; on a tie, the narrower intervals."""
+    """The method with more left-out counts inside its interval; on a tie, the narrower intervals.
+
+    Only methods with at least ``MIN_EFFECTIVE_DRAWS`` effective draws compete, when any has them.
+    """
 
     def key(method):
         cv = comparison[method]["leave_one_study_out"]
         return (cv["inside"], -cv["mean_width"])
 
-    return max(comparison, key=key)
+    enough = [m for m, c in comparison.items() if c["effective_sample_size"] >= MIN_EFFECTIVE_DRAWS]
+    return max(enough or comparison, key=key)
 
 
 # --------------------------------------------------------------------------- the fit
@@ -494,10 +558,37 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
     log(f"{spec.name}: {len(spec.parameters)} parameters, {len(metrics)} reported counts in {len(arms)} arms, "
         f"{spec.design_points} design points x {spec.n_patients} patients per arm")  # fmt: skip
     unit = design(spec)
-    counts = run_design(spec, payload, unit, out, workers, scheduler, log)
+    counts = run_design(run_point, payload, spec, unit, spec.n_patients, out / "points", workers, scheduler, log)
+    behaviour = _behaviour(spec, spec_path, unit, simulated, out, workers, scheduler, log)
     log("fitting the emulators")
     emulators = Emulators(unit, counts, spec.n_patients, spec.seed)
-    draws, mean, sd, loglik, log_q = posterior_draws(emulators, metrics, spec, log)
+    log_prior = None if behaviour is None else (lambda x: constraints.log_prior(*behaviour[0].predict(x), spec.constraints))
+    log("Sobol indices on the emulators")
+    rows = sensitivity(emulators, spec, metrics)
+    log("stage 1: every parameter")
+    first = _posterior(emulators, metrics, spec, log, log_prior)
+    # contraction under the likelihood's weights (importance sampling): a Bayesian posterior's, and with more
+    # effective draws than history matching's equal weights under a behaviour prior
+    identified = screen(rows, list(spec.parameters), contraction(spec, first["draws"], first["weights"]["importance_sampling"]))
+    fixed = np.array([np.nan if s["identified"] else default_unit(spec, name) for name, s in identified.items()])
+    final = first
+    if not np.isnan(fixed).all():
+        held = [name for name, s in identified.items() if not s["identified"]]
+        log(f"stage 2: the identified parameters; held at their defaults: {', '.join(held)}")
+        final = _posterior(emulators, metrics, spec, log, log_prior, fixed)
+    w, values = final["w"], to_values(spec, final["draws"])
+    record = _record(spec, spec_path, metrics, values, w, final["comparison"], final["chosen"], identified)
+    record["stage_1"] = {"chosen_method": first["chosen"], "comparison": first["comparison"]}
+    if behaviour is not None:
+        shares = behaviour[1] / spec.constraint_patients
+        record["constraints"] = constraints.summary(shares, behaviour[0].predict(final["draws"]), w, spec.constraints)
+    _write(out, spec, unit, counts, metrics, values, w, final["preds"], record, rows)
+    return record
+
+
+def _posterior(emulators, metrics, spec, log, log_prior, fixed=None) -> dict:
+    """Both methods on one set of draws: predictions in and out of sample, the comparison, the kept method's weights."""
+    draws, mean, sd, loglik, log_q = posterior_draws(emulators, metrics, spec, log, log_prior, fixed)
     imp = implausibility(mean, sd, metrics)
     methods = {
         "importance_sampling": lambda keep: weights_from(loglik, keep, log_q),
@@ -515,12 +606,53 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
     log(f"kept {chosen}: " + "; ".join(
         f"{m} {c['leave_one_study_out']['inside']}/{c['leave_one_study_out']['metrics']} inside out of sample"
         for m, c in comparison.items()))  # fmt: skip
-    log("Sobol indices on the emulators")
-    rows = sensitivity(emulators, spec, metrics)
-    w, values = weights[chosen], to_values(spec, draws)
-    record = _record(spec, spec_path, metrics, values, w, comparison, chosen, screen(rows, list(spec.parameters)))
-    _write(out, spec, unit, counts, metrics, values, w, preds, record, rows)
-    return record
+    return {"draws": draws, "preds": preds, "comparison": comparison, "chosen": chosen, "w": weights[chosen], "weights": weights}
+
+
+def default_unit(spec: EmulatorSpec, name: str) -> float:
+    """The default value of a parameter as a unit-cube coordinate of its prior (clipped to the box)."""
+    lo, hi = prior_range(name, spec.parameters[name])
+    x = PARAMETERS[name].value
+    if spec.parameters[name].scale == "log":
+        u = (math.log(x) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    else:
+        u = (x - lo) / (hi - lo)
+    return min(1.0, max(0.0, u))
+
+
+def contraction(spec: EmulatorSpec, draws: np.ndarray, w: np.ndarray) -> dict[str, float]:
+    """Posterior contraction per parameter: 1 - posterior variance / prior variance, on the unit cube.
+
+    Near 0 the data leave the prior as it was; near 1 they pin the parameter down
+    (Schad, Betancourt & Vasishth 2021, Psychol Methods 26:103).
+    """
+    mean = w @ draws
+    var = w @ (draws - mean) ** 2
+    return {name: float(1.0 - var[j] * 12.0) for j, name in enumerate(spec.parameters)}
+
+
+def _behaviour(spec, spec_path, unit, simulated, out, workers, scheduler, log):
+    """The constraints' emulators and simulated counts at the design, or None without constraints.
+
+    Each constraint has its own folder, ``OUT/constraints/<hash>``, named by what it simulates:
+    a new or changed constraint is simulated alone, and the reported counts' design is never touched.
+    """
+    from sim.io import content_hash, write_json
+
+    if not spec.constraints:
+        return None
+    arms = constraints.payload(spec.constraints, (spec_path.parent / spec.scenarios).resolve(), overrides(spec))
+    constraints.check_columns(arms, list(spec.constraints), str(spec_path))
+    log(f"{len(spec.constraints)} constraints x {spec.design_points} design points x {spec.constraint_patients} patients")
+    counts = []
+    for name, arm in zip(spec.constraints, arms, strict=True):
+        folder = out / "constraints" / content_hash({"design": simulated, "constraint": arm, "n": spec.constraint_patients})
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "constraint.json", {"name": name, "scenario": arm[0], "outcome": arm[1]})
+        counts.append(run_design(constraints.run_point, [arm], spec, unit, spec.constraint_patients, folder, workers,
+                                 scheduler, log))  # fmt: skip
+    counts = np.hstack(counts)
+    return Emulators(unit, counts, spec.constraint_patients, spec.seed), counts
 
 
 def _record(spec, spec_path, metrics, values, w, comparison, chosen, identified) -> dict:
@@ -632,17 +764,27 @@ def fit_markdown(fit: dict, figure: str) -> str:
     lines += [
         "",
         f"Sensitivity screen and posterior ({chosen.replace('_', ' ')}): the largest total Sobol index of a parameter over "
-        f"the emulated counts (SALib on the emulators); below {INERT_TOTAL_INDEX} on every count the data do not identify "
-        "it and `calibrated.yaml` leaves it at its default.",
+        "the emulated counts (SALib on the emulators) and its posterior contraction with every parameter free (1 - "
+        "posterior / prior variance). The data identify a parameter that reaches a total index of "
+        f"{INERT_TOTAL_INDEX} on some count and a contraction of {MIN_CONTRACTION}; the others are held at their defaults "
+        "and the posterior shown is that of the identified ones given them (stage 2).",
         "",
-        "| parameter | prior | default | posterior median (95%) | largest total index | identified |",
-        "|---|---|---|---|---|---|",
+        "| parameter | prior | default | posterior median (95%) | largest total index | contraction | identified |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, s in fit["posterior"].items():
+        shrink = "-" if s.get("contraction") is None else f"{s['contraction']:.2f}"
         lines.append(
             f"| {name} | {s['prior'][0]:.3g}-{s['prior'][1]:.3g} | {s['default']:.3g} | {s['median']:.3g} "
-            f"({s['ci95'][0]:.3g}-{s['ci95'][1]:.3g}) | {s['max_total_index']:.2f} | {'yes' if s['identified'] else 'no'} |"
+            f"({s['ci95'][0]:.3g}-{s['ci95'][1]:.3g}) | {s['max_total_index']:.2f} | {shrink} | "
+            f"{'yes' if s['identified'] else 'no'} |"
         )
+    if "stage_1" in fit:
+        one = fit["stage_1"]["comparison"][fit["stage_1"]["chosen_method"]]
+        lines += ["", f"Stage 1 (every parameter free, {fit['stage_1']['chosen_method'].replace('_', ' ')}): "
+                  f"{one['in_sample']['inside']}/{one['in_sample']['metrics']} in sample, "
+                  f"{one['leave_one_study_out']['inside']}/{one['leave_one_study_out']['metrics']} left out."]  # fmt: skip
+    lines += _constraints_markdown(fit.get("constraints", []))
     rows: dict[tuple, dict] = {}
     for p in fit["predictions"]:
         if p["method"] == chosen:
@@ -661,3 +803,26 @@ def fit_markdown(fit: dict, figure: str) -> str:
                      f"{_interval(ins)} | {_interval(out)} |")  # fmt: skip
     lines += ["", f"![predicted against reported rate]({figure})", ""]
     return "\n".join(lines)
+
+
+def _constraints_markdown(rows: list[dict]) -> list[str]:
+    """The behaviour prior's constraints: range, and the share over the design (prior) and under the posterior."""
+    if not rows:
+        return []
+    out = [
+        "",
+        "Behaviours the fit must keep (`constraints` of the spec, `sim.constraints`): the prior is multiplied by the "
+        "emulated probability that each share lies in its range. Prior: the simulated shares over the design points "
+        "(a Sobol sample of the prior box); posterior: the emulated share and the probability it lies in range.",
+        "",
+        "| constraint | scenario | outcome | range | prior share (in range) | posterior share (in range) | source |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        where = r["scenario"] + "".join(f" `{x}`" for x in r["set"])
+        out.append(
+            f"| {r['constraint']} | {where} | `{r['outcome']}` | {r['share'][0]:.2f}-{r['share'][1]:.2f} | "
+            f"{r['prior_share']:.2f} ({r['prior_inside']:.0%}) | {r['posterior_share']:.2f} ({r['posterior_inside']:.0%}) | "
+            f"{r['source']} |"
+        )
+    return out

@@ -5,7 +5,8 @@ Drawing a parameter set per replicate cohort from the posterior of a fit (``post
 of ``cart-sim calibrate`` or ``cart-sim validate --cv``: one column per parameter and a
 ``weight`` column) adds the uncertainty of the parameters. ``fitted`` names the posterior that
 ships with the package (``sim/data/posterior.parquet``, its provenance in ``posterior.yaml``),
-written from a fit folder by ``python -m sim.posterior FIT_DIR``.
+written from a fit folder by ``python -m sim.posterior FIT_DIR``. The defaults of the
+identified parameters (``sim.params``) are its ``posterior_median``: a test keeps them equal.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ def ship(fit_dir: Path, seed: int = 0) -> None:
     write_parquet(shipped_file("posterior.parquet"), kept)
     record = {k: fit[k] for k in ("name", "method", "spec", "data", "seed", "date", "effective_sample_size", "coverage")}
     record["posterior_median"] = {n: float(f"{fit['posterior'][n]['median']:.3g}") for n in names}
+    record["held_at_defaults"] = [n for n in fit["posterior"] if n not in names]
+    record["constraints"] = {
+        c["constraint"]: {"share": c["share"], "posterior_share": round(c["posterior_share"], 3)}
+        for c in fit.get("constraints", [])
+    }
     record["fit_provenance"] = {k: fit["provenance"].get(k) for k in ("cart_sim", "commit", "command")}
     record["shipped"] = {"draws": SHIPPED_DRAWS, "resampling_seed": seed, "parameters": names, **provenance()}
     with atomic_path(shipped_file("posterior.yaml")) as tmp:

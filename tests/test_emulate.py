@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -12,14 +13,19 @@ import pytest
 
 from sim.emulate import (
     INERT_TOTAL_INDEX,
+    MIN_CONTRACTION,
     Emulators,
     EmulatorSpec,
     Metric,
+    better,
+    contraction,
+    default_unit,
     effective_sample_size,
     history_matching_weights,
     implausibility,
     load_emulator_spec,
     log_likelihood,
+    posterior_draws,
     predictions,
     reported_counts,
     run_fit,
@@ -117,6 +123,32 @@ def test_sobol_screen_on_the_emulator_finds_the_parameter_that_moves_the_rate():
     assert st["hill_n"] > 0.9 and st["crowding_exponent"] < INERT_TOTAL_INDEX
     identified = screen(rows, list(spec.parameters))
     assert identified["hill_n"]["identified"] and not identified["crowding_exponent"]["identified"]
+    # a parameter that moves the count but that the counts do not pin down is not identified either
+    loose = screen(rows, list(spec.parameters), {"hill_n": MIN_CONTRACTION - 0.01, "crowding_exponent": 0.9})
+    assert not loose["hill_n"]["identified"] and not loose["crowding_exponent"]["identified"]
+
+
+def test_posterior_contraction_is_one_minus_the_variance_ratio_on_the_unit_cube():
+    """Equal weights on draws uniform in [0.25, 0.75] x [0, 1]: variance 1/48 and 1/12, contraction 0.75 and 0."""
+    spec = EmulatorSpec(name="t", parameters={"hill_n": {}, "crowding_exponent": {}})
+    draws = np.column_stack([np.linspace(0.25, 0.75, 10001), np.linspace(0.0, 1.0, 10001)])
+    c = contraction(spec, draws, np.full(10001, 1 / 10001))
+    assert c["hill_n"] == pytest.approx(0.75, abs=1e-3) and c["crowding_exponent"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_stage_two_holds_the_unidentified_parameters_at_their_defaults():
+    """A flat emulator: stage-2 draws keep the held coordinate at the default's place in its prior box."""
+
+    class Flat:
+        def predict(self, unit):
+            return np.zeros((len(unit), 1)), np.full((len(unit), 1), 0.1)
+
+    spec = EmulatorSpec(name="t", parameters={"hill_n": {}, "kill_per_activation": {}}, posterior_draws=500)
+    held = default_unit(spec, "kill_per_activation")  # 0.7 in the prior 0.3-1.0, log scale (the default)
+    assert held == pytest.approx(math.log(0.7 / 0.3) / math.log(1.0 / 0.3))
+    draws = posterior_draws(Flat(), [Metric("s", "a", "s", "training", "m", 0, 0)], spec, lambda line: None,
+                            fixed=[np.nan, held])[0]  # fmt: skip
+    assert np.all(draws[:, 1] == held) and np.ptp(draws[:, 0]) > 0.9
 
 
 @pytest.mark.slow
@@ -138,7 +170,13 @@ def test_quick_fit_writes_its_outputs_and_resumes_to_the_same_posterior(tmp_path
     rows = [line for line in report.splitlines() if line.startswith("| training |")]
     assert len(rows) == n_metrics and "| importance sampling |" in report and "| history matching |" in report
     for name, s in fit["posterior"].items():
-        assert s["prior"][0] <= s["ci95"][0] <= s["median"] <= s["ci95"][1] <= s["prior"][1], name
+        assert s["prior"][0] <= s["ci95"][0] <= s["median"] <= s["ci95"][1] <= s["prior"][1] * (1 + 1e-12), name
+    assert fit["stage_1"]["chosen_method"] in fit["comparison"]  # stage 1 screened, stage 2 is what the fit reports
+    for s in fit["posterior"].values():
+        assert s["identified"] or s["ci95"] == pytest.approx([s["default"]] * 2, rel=1e-12)  # held at its default
+    (behaviour,) = fit["constraints"]  # the spec's one constraint, with its prior and posterior share
+    assert behaviour["constraint"] == "contraction" and 0.0 <= behaviour["posterior_inside"] <= 1.0
+    assert "Behaviours the fit must keep" in report and "| contraction | cll1_standard.yaml |" in report
     (out / "posterior.parquet").unlink()
     lines = []
     second = run_fit(QUICK, out, workers=1, log=lines.append)  # every point read back, none simulated
@@ -150,6 +188,7 @@ def test_quick_fit_writes_its_outputs_and_resumes_to_the_same_posterior(tmp_path
     lines.clear()
     run_fit(other, out, workers=1, log=lines.append)
     assert lines[1].startswith("8 of 8 design points already simulated")
+    assert any(line.startswith("8 of 8 design points already simulated") and "constraints" in line for line in lines)
 
 
 def test_a_design_that_is_not_a_power_of_two_is_a_clean_error(tmp_path):
@@ -158,3 +197,12 @@ def test_a_design_that_is_not_a_power_of_two_is_a_clean_error(tmp_path):
     spec.write_text(spec.read_text() + f"scenarios: {ROOT / 'scenarios'}\n")
     r = subprocess.run([sys.executable, "-m", "sim.cli", "calibrate", str(spec), "--dry-run"], capture_output=True, text=True)
     assert r.returncode == 2 and "design_points = 10: expected a power of 2" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_method_with_few_effective_draws_is_kept_only_when_none_has_more():
+    def method(inside: int, ess: float) -> dict:
+        return {"effective_sample_size": ess, "leave_one_study_out": {"inside": inside, "mean_width": 3.0}}
+
+    assert better({"a": method(47, 38.0), "b": method(46, 7000.0)}) == "b"  # 38 effective draws: noise
+    assert better({"a": method(47, 300.0), "b": method(46, 7000.0)}) == "a"
+    assert better({"a": method(47, 38.0), "b": method(46, 50.0)}) == "a"  # neither has enough: the usual rule
