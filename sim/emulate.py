@@ -521,7 +521,7 @@ def screen(rows: list[dict], names: list[str], contracted: dict[str, float] | No
 
 
 #: Effective draws below which a method's posterior is mostly Monte Carlo noise (its medians and the
-#: shipped draws would repeat a few points): such a method is kept only if no other has more.
+#: shipped draws would repeat a few points): such a method competes only when no method reaches them.
 MIN_EFFECTIVE_DRAWS = 200
 
 
@@ -707,7 +707,8 @@ def _write(out, spec, unit, counts, metrics, values, w, preds, record, sobol_row
     with atomic_path(out / "calibrated.yaml") as tmp:
         tmp.write_text(
             f"# Posterior medians of the emulator fit ({record['chosen_method']}) of the parameters the data identify\n"
-            f"# (total Sobol index >= {INERT_TOTAL_INDEX} on some count); the others stay at their defaults.\n"
+            f"# (total Sobol index >= {INERT_TOTAL_INDEX} on some count, contraction >= {MIN_CONTRACTION});\n"
+            "# the others stay at their defaults.\n"
             f"# Use: --params {out / 'calibrated.yaml'}\n"
             + yaml.safe_dump(
                 {"params": fitted, "provenance": {k: v for k, v in record.items() if k != "comparison"}}, sort_keys=False

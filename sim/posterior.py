@@ -5,8 +5,9 @@ Drawing a parameter set per replicate cohort from the posterior of a fit (``post
 of ``cart-sim calibrate`` or ``cart-sim validate --cv``: one column per parameter and a
 ``weight`` column) adds the uncertainty of the parameters. ``fitted`` names the posterior that
 ships with the package (``sim/data/posterior.parquet``, its provenance in ``posterior.yaml``),
-written from a fit folder by ``python -m sim.posterior FIT_DIR``. The defaults of the
-identified parameters (``sim.params``) are its ``posterior_median``: a test keeps them equal.
+written from a fit folder by ``python -m sim.posterior FIT_DIR``. Its ``posterior_median`` is
+not the default set: measured by simulation it predicts the reported counts less well than the
+defaults do (``results/VALIDATION.md``).
 """
 
 from __future__ import annotations
