@@ -77,13 +77,18 @@ def outcome_rule(expr: str) -> Callable[[pd.DataFrame], pd.Series]:
             f"outcome {expr!r}: expected a binary outcome name or `column <op> number` (op one of <, <=, >, >=), "
             "where column may be `a / b`"
         )
-    a, b, op, value = m.group(1), m.group(2), _OPS[m.group(3)], float(m.group(4))
+    (a, b), op, value = _columns(m), _OPS[m.group(3)], float(m.group(4))
 
     def rule(d: pd.DataFrame) -> pd.Series:
         x = d[a] if b is None else d[a] / d[b]
         return op(x.astype(float), value).fillna(False).astype(bool)
 
     return rule
+
+
+def _columns(m: re.Match) -> tuple[str, str | None]:
+    """The column (and the divisor's, or None) of a parsed comparison."""
+    return m.group(1), m.group(2)
 
 
 def payload(constraints: dict[str, Constraint], scenario_root: Path, overrides: list[str]) -> list[tuple[str, str]]:
@@ -110,7 +115,7 @@ def check_columns(arms: list[tuple[str, str]], names: list[str], spec_path: str)
         if m is None:
             continue
         columns = set(cohort_at(js, {}, 1).columns)
-        for column in (m.group(1), m.group(2)):
+        for column in _columns(m):
             if column is not None and column not in columns:
                 raise UserError(spec_path, f"constraints.{name}.outcome", column, "a column of patients.parquet")
 
@@ -125,14 +130,11 @@ def run_point(arms: list[tuple[str, str]], names: list[str], values: list[float]
 
 def log_prior(mean: np.ndarray, sd: np.ndarray, constraints: dict[str, Constraint]) -> np.ndarray:
     """Per draw: log probability, under the emulated logit share (mean, sd), that every share lies in its range."""
+    from scipy.special import logit
     from scipy.stats import norm
 
-    lo = np.array([c.share[0] for c in constraints.values()])
-    hi = np.array([c.share[1] for c in constraints.values()])
-    with np.errstate(divide="ignore"):
-        lo_logit = np.where(lo > 0.0, np.log(lo) - np.log1p(-lo), -np.inf)
-        hi_logit = np.where(hi < 1.0, np.log(hi) - np.log1p(-hi), np.inf)
-    inside = norm.cdf((hi_logit - mean) / sd) - norm.cdf((lo_logit - mean) / sd)
+    lo, hi = logit(np.array([c.share for c in constraints.values()])).T  # a share of 0 or 1 is -inf or inf
+    inside = norm.cdf((hi - mean) / sd) - norm.cdf((lo - mean) / sd)
     return np.log(np.maximum(inside, 1e-300)).sum(axis=1)
 
 
@@ -143,12 +145,14 @@ def summary(design_shares: np.ndarray, post: tuple, w: np.ndarray, constraints: 
     posterior's: the emulated share and the probability it lies in range (``post``: the emulated
     logit mean and sd at the weighted draws ``w``).
     """
+    from scipy.special import expit
+
     mean, sd = post
     rows = []
     for j, (name, c) in enumerate(constraints.items()):
         lo, hi = c.share
         inside = np.exp(log_prior(mean[:, [j]], sd[:, [j]], {name: c}))
-        share = 1.0 / (1.0 + np.exp(-mean[:, j]))
+        share = expit(mean[:, j])
         rows.append({
             "constraint": name, "scenario": c.scenario, "set": c.set, "outcome": c.outcome, "share": [lo, hi],
             "source": c.source,

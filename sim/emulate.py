@@ -334,15 +334,16 @@ def posterior_draws(
     everything = np.ones(len(metrics), bool)
     best: tuple = (-1.0,)
     for k in range(ADAPT_ROUNDS):
+        full = embed(draws)
         if log_prior is not None:
-            log_q = log_q - log_prior(embed(draws))
-        mean, sd = emulators.predict(embed(draws))
+            log_q = log_q - log_prior(full)
+        mean, sd = emulators.predict(full)
         loglik = log_likelihood(mean, sd, metrics)
         w = weights_from(loglik, everything, log_q)
         ess = effective_sample_size(w)
         log(f"importance sampling round {k + 1}: effective sample size {ess:.0f} of {n}")
         if ess > best[0]:  # a later proposal can fit worse (a normal fitted to few effective draws): keep the best
-            best = (ess, embed(draws), mean, sd, loglik, log_q)
+            best = (ess, full, mean, sd, loglik, log_q)
         if ess >= ENOUGH_ESS_SHARE * n or k == ADAPT_ROUNDS - 1:
             return best[1:]
         centre = w @ draws
@@ -576,7 +577,7 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
         held = [name for name, s in identified.items() if not s["identified"]]
         log(f"stage 2: the identified parameters; held at their defaults: {', '.join(held)}")
         final = _posterior(emulators, metrics, spec, log, log_prior, fixed)
-    w, values = final["w"], to_values(spec, final["draws"])
+    w, values = final["weights"][final["chosen"]], to_values(spec, final["draws"])
     record = _record(spec, spec_path, metrics, values, w, final["comparison"], final["chosen"], identified)
     record["stage_1"] = {"chosen_method": first["chosen"], "comparison": first["comparison"]}
     if behaviour is not None:
@@ -587,7 +588,7 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
 
 
 def _posterior(emulators, metrics, spec, log, log_prior, fixed=None) -> dict:
-    """Both methods on one set of draws: predictions in and out of sample, the comparison, the kept method's weights."""
+    """Both methods on one set of draws: predictions in and out of sample, the comparison, the kept method, the weights."""
     draws, mean, sd, loglik, log_q = posterior_draws(emulators, metrics, spec, log, log_prior, fixed)
     imp = implausibility(mean, sd, metrics)
     methods = {
@@ -606,7 +607,7 @@ def _posterior(emulators, metrics, spec, log, log_prior, fixed=None) -> dict:
     log(f"kept {chosen}: " + "; ".join(
         f"{m} {c['leave_one_study_out']['inside']}/{c['leave_one_study_out']['metrics']} inside out of sample"
         for m, c in comparison.items()))  # fmt: skip
-    return {"draws": draws, "preds": preds, "comparison": comparison, "chosen": chosen, "w": weights[chosen], "weights": weights}
+    return {"draws": draws, "preds": preds, "comparison": comparison, "chosen": chosen, "weights": weights}
 
 
 def default_unit(spec: EmulatorSpec, name: str) -> float:
