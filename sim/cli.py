@@ -641,14 +641,15 @@ def _is_emulator_spec(spec: Path) -> bool:
 
 
 def _emulator_fit(spec: Path, out_dir: Path, workers: int, scheduler: str | None, dry_run: bool) -> None:
-    from sim.emulate import load_emulator_spec, reported_counts, run_fit
+    from sim.emulate import constraint_arms, load_emulator_spec, reported_counts, run_fit
 
     if dry_run:
         loaded = load_emulator_spec(spec)
         arms, metrics = reported_counts(loaded, (spec.parent / loaded.scenarios).resolve())
+        constraint_arms(loaded, spec)
         console.print(
             f"[green]valid[/green]: {spec}: {len(loaded.parameters)} parameters, {len(metrics)} reported counts in "
-            f"{len(arms)} arms, {loaded.design_points} design points -> {out_dir}/"
+            f"{len(arms)} arms, {len(loaded.constraints)} constraints, {loaded.design_points} design points -> {out_dir}/"
         )
         return
     _check_scheduler(scheduler)

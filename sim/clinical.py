@@ -218,13 +218,40 @@ def hsct_rule_constants(scenario) -> dict:
 GVHD_GRADE_SHARES = (0.4, 0.4, 0.15, 0.05)
 
 
+def tcr_share(p: ParamSet, product) -> float:
+    """Share of the product's cells that carry a working TCR (alloreactive when the cells are not the host's)."""
+    return {"intact": 1.0, "knocked_out": p.gvhd_tcr_knocked_out_share, "retained_er": p.gvhd_tcr_retained_er_share}[product.tcr]
+
+
 def gvhd_per_day(p: ParamSet, product, dose_cells_per_kg: float) -> float:
     """Acute GVHD hazard of the product: its TCR-bearing share, whose cells they are, and the dose."""
     if product.source == "autologous":
         return 0.0
-    share = {"intact": 1.0, "knocked_out": p.gvhd_tcr_knocked_out_share, "retained_er": p.gvhd_tcr_retained_er_share}
     fold = p.gvhd_third_party_fold if product.source == "third_party" else 1.0
-    return p.gvhd_per_day_at_1e6_per_kg * share[product.tcr] * fold * dose_cells_per_kg / 1e6
+    return p.gvhd_per_day_at_1e6_per_kg * tcr_share(p, product) * fold * dose_cells_per_kg / 1e6
+
+
+def donor_product_gvl_per_h(p: ParamSet, product, dose_cells_per_kg: float) -> float:
+    """Graft-versus-leukemia hazard on blasts from a product of the patient's HSCT donor, as a lymphocyte infusion.
+
+    Only the HSCT donor's cells count: the host (the donor's graft) tolerates and keeps them, while a third party's
+    are rejected within days (``allo_rejection_per_h``) and autologous cells are not alloreactive.
+    """
+    if product.source != "hsct_donor":
+        return 0.0
+    return p.donor_product_gvl_per_h_at_1e6_per_kg * tcr_share(p, product) * dose_cells_per_kg / 1e6
+
+
+def hla_rejection_fold(p: ParamSet, product) -> float:
+    """Host rejection of a third party's cells relative to ``hla_mismatches_third_party`` mismatched alleles.
+
+    Linear in mismatched alleles plus one for minor histocompatibility antigens (assumed form; graft failure
+    rises with HLA mismatch, Horan 2012 Blood 120:2918: odds 2.8 at 7/8 against 8/8). Not rejected otherwise.
+    """
+    if product.source != "third_party":
+        return 0.0
+    m = p.hla_mismatches_third_party if product.hla_mismatches is None else product.hla_mismatches
+    return (1.0 + m) / (1.0 + p.hla_mismatches_third_party)
 
 
 def elimination_constants(p: ParamSet, rule) -> dict:

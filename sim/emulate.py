@@ -113,8 +113,12 @@ def load_emulator_spec(path: Path) -> EmulatorSpec:
     for name, prior in spec.parameters.items():
         if name not in PARAMETERS:
             raise UserError(str(path), f"parameters.{name}", name, "a parameter name of sim.params (`cart-sim params`)")
-        if prior_range(name, prior) is None:
+        bounds = prior_range(name, prior)
+        if bounds is None:
             raise UserError(str(path), f"parameters.{name}.range", None, "a prior range (this parameter has none)")
+        if not bounds[0] <= PARAMETERS[name].value <= bounds[1]:  # stage 2 holds a parameter at its default
+            expected = f"a range that holds the default {PARAMETERS[name].value:g}"
+            raise UserError(str(path), f"parameters.{name}.range", list(bounds), expected)
     for name, c in spec.constraints.items():
         if not (path.parent / spec.scenarios / c.scenario).is_file():
             raise UserError(str(path), f"constraints.{name}.scenario", c.scenario, "a scenario file under the spec's scenarios")
@@ -558,9 +562,10 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
     write_json(out / "points" / "spec.json", {"hash": key, "name": spec.name})
     log(f"{spec.name}: {len(spec.parameters)} parameters, {len(metrics)} reported counts in {len(arms)} arms, "
         f"{spec.design_points} design points x {spec.n_patients} patients per arm")  # fmt: skip
+    behaviour_arms = constraint_arms(spec, spec_path)  # a bad constraint stops the fit before any simulation
     unit = design(spec)
     counts = run_design(run_point, payload, spec, unit, spec.n_patients, out / "points", workers, scheduler, log)
-    behaviour = _behaviour(spec, spec_path, unit, simulated, out, workers, scheduler, log)
+    behaviour = _behaviour(spec, behaviour_arms, unit, simulated, out, workers, scheduler, log)
     log("fitting the emulators")
     emulators = Emulators(unit, counts, spec.n_patients, spec.seed)
     log_prior = None if behaviour is None else (lambda x: constraints.log_prior(*behaviour[0].predict(x), spec.constraints))
@@ -611,14 +616,12 @@ def _posterior(emulators, metrics, spec, log, log_prior, fixed=None) -> dict:
 
 
 def default_unit(spec: EmulatorSpec, name: str) -> float:
-    """The default value of a parameter as a unit-cube coordinate of its prior (clipped to the box)."""
+    """The default value of a parameter as a unit-cube coordinate of its prior (inside: checked on loading)."""
     lo, hi = prior_range(name, spec.parameters[name])
     x = PARAMETERS[name].value
     if spec.parameters[name].scale == "log":
-        u = (math.log(x) - math.log(lo)) / (math.log(hi) - math.log(lo))
-    else:
-        u = (x - lo) / (hi - lo)
-    return min(1.0, max(0.0, u))
+        return (math.log(x) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return (x - lo) / (hi - lo)
 
 
 def contraction(spec: EmulatorSpec, draws: np.ndarray, w: np.ndarray) -> dict[str, float]:
@@ -632,22 +635,31 @@ def contraction(spec: EmulatorSpec, draws: np.ndarray, w: np.ndarray) -> dict[st
     return {name: float(1.0 - var[j] * 12.0) for j, name in enumerate(spec.parameters)}
 
 
-def _behaviour(spec, spec_path, unit, simulated, out, workers, scheduler, log):
+def constraint_arms(spec: EmulatorSpec, spec_path: Path) -> list[tuple[str, str]]:
+    """Each constraint's scenario (JSON) and outcome, checked: a bad override or column is a UserError now."""
+    if not spec.constraints:
+        return []
+    arms = constraints.payload(spec.constraints, (spec_path.parent / spec.scenarios).resolve(), overrides(spec))
+    constraints.check_columns(arms, list(spec.constraints), str(spec_path))
+    return arms
+
+
+def _behaviour(spec, arms, unit, simulated, out, workers, scheduler, log):
     """The constraints' emulators and simulated counts at the design, or None without constraints.
 
-    Each constraint has its own folder, ``OUT/constraints/<hash>``, named by what it simulates:
-    a new or changed constraint is simulated alone, and the reported counts' design is never touched.
+    Each constraint has its own folder, ``OUT/constraints/<hash>``, named by what it simulates (the design's
+    points, not the reported counts): a new or changed constraint is simulated alone, and neither the reported
+    counts' design nor a change of the reported counts re-simulates the others.
     """
     from sim.io import content_hash, write_json
 
-    if not spec.constraints:
+    if not arms:
         return None
-    arms = constraints.payload(spec.constraints, (spec_path.parent / spec.scenarios).resolve(), overrides(spec))
-    constraints.check_columns(arms, list(spec.constraints), str(spec_path))
     log(f"{len(spec.constraints)} constraints x {spec.design_points} design points x {spec.constraint_patients} patients")
+    points = {k: simulated[k] for k in ("parameters", "design_points", "set", "seed")}
     counts = []
     for name, arm in zip(spec.constraints, arms, strict=True):
-        folder = out / "constraints" / content_hash({"design": simulated, "constraint": arm, "n": spec.constraint_patients})
+        folder = out / "constraints" / content_hash({"design": points, "constraint": arm, "n": spec.constraint_patients})
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / "constraint.json", {"name": name, "scenario": arm[0], "outcome": arm[1]})
         counts.append(run_design(constraints.run_point, [arm], spec, unit, spec.constraint_patients, folder, workers,

@@ -18,7 +18,7 @@ import numpy as np
 
 from sim import rng
 from sim.antigens import Stage, default_atlas
-from sim.clinical import Clinic
+from sim.clinical import Clinic, donor_product_gvl_per_h, hla_rejection_fold
 from sim.core import step as core
 from sim.core.blasts import A_KILL, A_STALE, A_STIM, BlastConst
 from sim.core.blasts import PROPERTIES as BLAST_PROPERTIES
@@ -119,7 +119,7 @@ class Simulation:
         self.present = np.array([True, True, pt.has_emd])
         self.c_emd = p.emd_volume_l * 1e12  # packed tissue ~1e9 cells per cm^3
         self.f0 = space_factor(self.c_norm, self.c_max, p.crowding_exponent)
-        self.lineage = lineage_steady(p, self.c_norm, self.volume_l[PB], pt.anc_baseline_1e9_per_l, self.f0)
+        self.lineage = lineage_steady(p, self.c_norm, self.volume_l[PB], pt.anc_baseline_1e9_per_l, self.f0, pt.age_years)
 
         self._setup_lineage_and_blasts()
         self._setup_product()
@@ -270,6 +270,7 @@ class Simulation:
             adjuvant_end_day=adj.end_day if adj else nan,
             adjuvant_fold=fold,
             hsct_gvl_per_h=p.hsct_gvl_per_h,
+            product_gvl_per_h=donor_product_gvl_per_h(p, sc.product, self.patient.dose_cells_per_kg),
             consolidation_hsct_day=nan if iv.consolidation_hsct_day is None else iv.consolidation_hsct_day,
             infusion_days=np.array(days),
             infusion_fractions=np.array(shares),
@@ -311,7 +312,7 @@ class Simulation:
                 fitness=self.expansion_fitness,
                 room_cells=self.car_t_room,
                 il18_boost_max=self.il18_boost_max,
-                rejection_per_h=p.allo_rejection_per_h if sc.product.source == "third_party" else 0.0,
+                rejection_per_h=p.allo_rejection_per_h * hla_rejection_fold(p, sc.product),
             ),
             blasts=BlastConst(
                 self.r_b,

@@ -147,7 +147,7 @@ class MeanField:
         # 4. hematopoiesis
         gcsf = gcsf_fold(lin, anc(lin, M))
         h = M[Stage.HSPC]
-        dM[0] += h * (p.hspc_renewal_per_h * f_bm / sim.f0 - p.hspc_renewal_per_h * h / sim.h_set - ld_m)
+        dM[0] += h * (lin.r_h * f_bm / sim.f0 - lin.r_h * h / sim.h_set - ld_m)
         r_div = min(lin.r_p * gcsf, 0.95 * lin.k_tr)
         flow = np.zeros(N_STAGES)
         flow[1:6] = lin.k_tr * M[1:6]

@@ -90,7 +90,26 @@ PARAMETERS: dict[str, Param] = {
         high=1.0,
     ),
     "hspc_fraction_of_bm": Param(0.01, "-", "CD34+ ~1% of marrow nucleated cells", "M", low=1e-4, high=0.5),
-    "hspc_renewal_per_h": Param(0.004, "1/h", "assumed: progenitor recovery over weeks", "L", (0.001, 0.02)),
+    "hspc_renewal_per_h": Param(
+        0.004, "1/h", "assumed: progenitor recovery over weeks, at 40 years (scaled by marrow cellularity)", "L", (0.001, 0.02)
+    ),
+    "marrow_cellularity_at_40": Param(
+        0.50,
+        "fraction",
+        "hematopoietic share of the iliac marrow at 40 years: about 50% (Wong J et al. Am J Clin Pathol 2024, 570 "
+        "marrows aged 1-93; pathologyoutlines: 50% at 30-69 years)",
+        "M",
+        low=0.05,
+        high=1.0,
+    ),
+    "marrow_cellularity_per_decade": Param(
+        0.03,
+        "fraction/decade",
+        "fall of marrow cellularity per decade of age: about 3 points (Wong 2024, linear in adults); the same line "
+        "gives 59-62% at 0-10 years, as Friebert 1998 J Pediatr Hematol Oncol 20:439 measured at 5-18 years (59-61%)",
+        "M",
+        high=0.049,
+    ),
     "monocyte_healthy_1e9_per_l": Param(0.5, "1e9/L", "reference range 0.2-0.8e9/L", "M"),
     "monocyte_half_life_h": Param(24.0, "h", "Patel 2017 J Exp Med: classical monocytes ~1 d", "M", low=1.0),
     # --- megakaryopoiesis and platelets (Friberg-type chain fed by HSPC) -------------
@@ -342,7 +361,8 @@ PARAMETERS: dict[str, Param] = {
     "allo_rejection_per_h": Param(
         _ln2_over(48.0),
         "1/h",
-        "assumed: host rejection of a TCR-removed donor product (t1/2 2 d at full host immunity)",
+        "assumed: host rejection of a TCR-removed third-party product (t1/2 2 d at full host immunity) at "
+        "hla_mismatches_third_party; scaled by (1 + mismatches) / (1 + that), minor antigens alone giving the 1",
         "L",
         (0.002, 0.05),
     ),
@@ -354,6 +374,16 @@ PARAMETERS: dict[str, Param] = {
         "1/13 Del Bufalo 2023 Blood 142:146), -ln(1 - 3/66) / 93 d",
         "L",
         (1e-4, 5e-3),
+    ),
+    "hla_mismatches_third_party": Param(
+        8.0,
+        "alleles of 10",
+        "assumed: a third-party donor unrelated to the patient mismatches about 8 of the 10 alleles of HLA-A, -B, -C, "
+        "-DRB1 and -DQB1; allo_rejection_per_h holds at this many",
+        "L",
+        (6.0, 10.0),
+        low=0.0,
+        high=10.0,
     ),
     "gvhd_third_party_fold": Param(
         5.0, "x", "assumed: an HLA-mismatched third party's TCRs against a host not tolerant of them", "L", (1.0, 20.0)
@@ -421,6 +451,14 @@ PARAMETERS: dict[str, Param] = {
         low=0.01,
     ),
     "hsct_gvl_per_h": Param(0.002, "1/h", "assumed graft-versus-leukemia hazard", "L", (0.0, 0.01)),
+    "donor_product_gvl_per_h_at_1e6_per_kg": Param(
+        2e-4,
+        "1/h",
+        "assumed: graft-versus-leukemia of a product from the patient's HSCT donor with its TCR, per 1e6 cells/kg, "
+        "as a donor lymphocyte infusion: a full DLI (1e7 T cells/kg) set equal to the graft's hsct_gvl_per_h",
+        "L",
+        (0.0, 2e-3),
+    ),
     "hsct_cd34_per_kg": Param(4e6, "cells/kg", "typical graft CD34+ dose 2-5e6/kg", "M", low=1e4),
     "hsct_homing_fraction": Param(
         0.3,

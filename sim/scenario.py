@@ -274,6 +274,13 @@ class Product(_Strict):
     tcr: Literal["intact", "knocked_out", "retained_er"] | None = Field(
         None, description="the product's own TCR (default: knocked_out for third_party, else intact)"
     )
+    hla_mismatches: int | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="third_party only: mismatched alleles of 10 (HLA-A, -B, -C, -DRB1, -DQB1); more are rejected faster "
+        "(default: params.hla_mismatches_third_party)",
+    )
     dose_cells_per_kg: Dist
     memory_fraction: float = Field(0.3, ge=0, le=1)
     activation_threshold_factor: float = Field(
@@ -320,6 +327,11 @@ class Product(_Strict):
     def _default_tcr(self) -> Product:
         if self.tcr is None:  # set without re-validating (validate_assignment would run this again)
             self.__dict__["tcr"] = "knocked_out" if self.source == "third_party" else "intact"
+        if self.hla_mismatches is not None and self.source != "third_party":
+            raise KeyedValueError(
+                "hla_mismatches", self.hla_mismatches, "no HLA mismatch count unless source is third_party (the "
+                "patient's own cells and the HSCT donor's are not rejected)"
+            )  # fmt: skip
         return self
 
     @field_validator("infusions")

@@ -22,7 +22,8 @@ def test_outcomes_are_registry_names_or_comparisons_of_columns_and_ratios():
     assert outcome_rule("a < 1")(d).tolist() == [True, False, False]  # a missing value is false
     assert outcome_rule("a / b >= 2")(d).tolist() == [False, True, False]
     assert outcome_rule("crs_grade_ge3")(d).tolist() == [False, True, False]
-    for bad in ("a <> 1", "a < one", "not_an_outcome", "a < 1 < 2"):
+    assert outcome_rule("a < .6")(d).tolist() == [True, False, False] and outcome_rule("b >= 1e0")(d).all()
+    for bad in ("a <> 1", "a < one", "not_an_outcome", "a < 1 < 2", "a < 1.2.3", "a < ."):
         with pytest.raises(ValueError, match="expected a binary outcome name"):
             outcome_rule(bad)
 
@@ -61,31 +62,24 @@ def test_the_behaviour_prior_removes_the_draws_that_break_a_behaviour():
 
 
 @pytest.mark.parametrize(
-    ("replace", "expected"),
+    ("replace", "by", "expected"),
     [
-        ("share: [0.5, 1.0]", "constraints.contraction.share"),
-        ("scenario: cll1_standard.yaml", "constraints.contraction.scenario = 'no_such.yaml'"),
-        ("outcome: car_t_day28_cells_per_ul_blood / car_t_peak_cells_per_ul_blood < 0.2", "constraints.contraction.outcome"),
+        ("share: [0.5, 1.0]", "share: [0.9, 0.2]", "constraints.contraction.share"),
+        ("scenario: cll1_standard.yaml", "scenario: no_such.yaml", "constraints.contraction.scenario = 'no_such.yaml'"),
+        ("outcome: car_t_day28", "outcome: anc <> 3 #", "constraints.contraction.outcome"),
+        # caught by --dry-run (and before the reported counts' design in a fit): one patient of the scenario is run
+        ("car_t_day28_cells_per_ul_blood /", "car_t_day29_cells_per_ul_blood /", "car_t_day29_cells_per_ul_blood"),
+        ("scenario: cll1_standard.yaml", "scenario: cll1_standard.yaml\n    set: [params.no_such=1]", "params.no_such"),
+        # stage 2 holds an unidentified parameter at its default, so the default must lie in the prior
+        ("il6_max_pg_per_ml: {scale: log}", "il6_max_pg_per_ml: {scale: log, range: [1e5, 1e6]}", "holds the default"),
     ],
 )
-def test_a_bad_constraint_is_a_one_line_error(tmp_path, replace, expected):
-    new = {"share": "share: [0.9, 0.2]", "scenario": "scenario: no_such.yaml", "outcome": "outcome: anc <> 3"}
+def test_a_bad_constraint_is_a_one_line_error(tmp_path, replace, by, expected):
     text = QUICK.read_text().replace("scenarios: ..", "")
-    text = text.replace(replace, new[replace.split(":")[0]])
+    assert replace in text
+    text = text.replace(replace, by)
     spec = tmp_path / "bad.yaml"
     spec.write_text(text + f"scenarios: {ROOT / 'scenarios'}\n")
     r = subprocess.run([sys.executable, "-m", "sim.cli", "calibrate", str(spec), "--dry-run"], capture_output=True, text=True)
     assert r.returncode == 2 and expected in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-
-
-@pytest.mark.slow
-def test_a_column_that_patients_parquet_lacks_is_named(tmp_path):
-    from sim.emulate import run_fit
-    from sim.errors import UserError
-
-    text = QUICK.read_text().replace("car_t_day28_cells_per_ul_blood / car_t_peak", "car_t_day29_cells_per_ul_blood / car_t_peak")
-    spec = tmp_path / "bad.yaml"
-    spec.write_text(text.replace("scenarios: ..", "") + f"scenarios: {ROOT / 'scenarios'}\n")
-    with pytest.raises(UserError, match="constraints.contraction.outcome.*car_t_day29_cells_per_ul_blood"):
-        run_fit(spec, tmp_path / "out", log=lambda line: None)

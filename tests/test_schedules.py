@@ -128,6 +128,7 @@ def test_neutrophils_recover_after_the_switch():
         ("product.dose_cells_per_kg={dist: choice, values: [1e5, 1e6], weights: [1]}", "one non-negative weight per value"),
         ("product.source=hsct_donor", "prior_hsct_probability: 1"),
         ("product.hold_infusions_at_crs_grade=1", "at least two infusions"),
+        ("product.hla_mismatches=3", "unless source is third_party"),
         (
             "product={car: {antigens: [CLL1]}, dose_cells_per_kg: {dist: choice, values: [1e5, 2e5]}, "
             "infusions: [{day: 0, dose_cells_per_kg: 1e5}, {day: 1, dose_cells_per_kg: 1e5}]}",
@@ -234,3 +235,54 @@ def test_trials_report_lists_each_protocol(monkeypatch):
     text = reports.protocols_report(2, 1)
     assert all(f"## {load_scenario(p).name}:" in text for p in PROTOCOLS)
     assert text.count("| CRS grade >= 3 |") == len(PROTOCOLS)
+
+
+def test_third_party_cells_are_rejected_faster_the_more_hla_alleles_differ():
+    # (1 + mismatches) / (1 + 8): 2 of 10 alleles give 1/3 of the default rejection, 10 give 11/9.
+    # The same 30 patients: measured median CAR T in blood on day 28 14.5 against 0.24 cells/uL; 10-fold asked
+    from sim.clinical import hla_rejection_fold
+    from sim.params import resolve
+
+    p = resolve({})
+    folds = [hla_rejection_fold(p, load_scenario(CLL1, ["product.source=third_party", f"product.hla_mismatches={m}"]).product)
+             for m in (0, 8, 10)]  # fmt: skip
+    assert folds == pytest.approx([1 / 9, 1.0, 11 / 9])
+    sets = ["horizon_days=28", "product.source=third_party"]
+    close = run_cohort(load_scenario(CLL1, [*sets, "product.hla_mismatches=2"]), 30, workers=2).patients
+    far = run_cohort(load_scenario(CLL1, [*sets, "product.hla_mismatches=10"]), 30, workers=2).patients
+    assert far.car_t_day28_cells_per_ul_blood.median() * 10 < close.car_t_day28_cells_per_ul_blood.median()
+
+
+def test_a_donor_derived_product_adds_graft_versus_leukemia():
+    # 1e6/kg from the HSCT donor with its TCR: 2e-4/h on blasts from day 0, so with everything else equal the
+    # day-28 blast count is exp(-2e-4 * 24 * 28) = 0.87 of the same patient's without it. The paired median ratio
+    # of 30 patients is asked within 0.80-0.95 (the patients' own CAR T killing differs a little between the two)
+    sets = ["horizon_days=28", "patient.prior_hsct_probability=1", "product.source=hsct_donor"]
+    gvl = run_cohort(load_scenario(CLL1, sets), 30, workers=2).patients
+    off = run_cohort(load_scenario(CLL1, [*sets, "params.donor_product_gvl_per_h_at_1e6_per_kg=0"]), 30, workers=2).patients
+    alive = (gvl.blasts_total_day28 > 0) & (off.blasts_total_day28 > 0)
+    ratio = (gvl.blasts_total_day28[alive] / off.blasts_total_day28[alive]).median()
+    assert 0.80 < ratio < 0.95
+    third = load_scenario(CLL1, ["patient.prior_hsct_probability=1", "product.source=third_party"])
+    from sim.clinical import donor_product_gvl_per_h
+    from sim.params import resolve
+
+    assert donor_product_gvl_per_h(resolve({}), third.product, 1e6) == 0.0  # rejected within days: no lasting GVL
+
+
+@pytest.mark.parametrize("age, sign", [(70, 1), (8, -1)])
+def test_marrow_reserve_follows_age(age, sign):
+    # HSPC regeneration scales with marrow cellularity: 0.82x at 70 years, 1.18x at 8 (Wong 2024: 50% at 40, -3
+    # points a decade). After a CD123 product (which reaches HSPC) to day 60, the same 30 patients with the age
+    # effect against without it: measured at 70, 16 longer below ANC 0.5 and none shorter (mean +0.87 d); at 8,
+    # 15 shorter and 1 longer (mean -0.75 d). Asked: at least 10 move the biology's way, at most 2 the other
+    from sim.core.hematopoiesis import marrow_reserve_fold
+    from sim.params import resolve
+
+    assert marrow_reserve_fold(resolve({}), age) == pytest.approx((0.50 - 0.03 * (age - 40) / 10) / 0.50)
+    sets = ["horizon_days=60", "product.car={antigens: [CD123]}", "patient.antigens={CD123: {aml_positive_fraction: 1.0}}",
+            f"patient.age_years={age}"]  # fmt: skip
+    aged = run_cohort(load_scenario(CLL1, sets), 30, workers=2).patients
+    flat = run_cohort(load_scenario(CLL1, [*sets, "params.marrow_cellularity_per_decade=0"]), 30, workers=2).patients
+    d = sign * (aged.days_anc_below_0_5 - flat.days_anc_below_0_5)
+    assert (d > 0).sum() >= 10 and (d < 0).sum() <= 2

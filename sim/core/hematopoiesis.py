@@ -39,7 +39,7 @@ class LineageConst(NamedTuple):
     k_mono: float  # clearance of monocytes
     d_h: float  # HSPC output to myeloblasts per HSPC
     m_h: float  # HSPC output to monocytes per HSPC
-    r_h: float  # HSPC self-renewal
+    r_h: float  # HSPC self-renewal (at the patient's age)
     healthy: np.ndarray  # cells per class at the healthy ANC
     background_bm: float  # normal marrow cells outside the explicit lineage
     background_floor: float  # share of the background that survives aplasia
@@ -50,7 +50,17 @@ class LineageConst(NamedTuple):
     f0: float  # marrow space factor of a normal marrow
 
 
-def lineage_steady(p, c_norm: float, blood_l: float, anc0: float, f0: float) -> LineageConst:
+def marrow_reserve_fold(p, age_years: float) -> float:
+    """HSPC regeneration at ``age_years`` relative to 40 years: the ratio of hematopoietic marrow cellularity.
+
+    Cellularity falls linearly with age (``marrow_cellularity_per_decade``); regeneration after aplasia is taken
+    to scale with it (assumed), while the healthy steady state stays the patient's own.
+    """
+    drop = p.marrow_cellularity_per_decade * (age_years - 40.0) / 10.0
+    return max(p.marrow_cellularity_at_40 - drop, 0.05) / p.marrow_cellularity_at_40
+
+
+def lineage_steady(p, c_norm: float, blood_l: float, anc0: float, f0: float, age_years: float = 40.0) -> LineageConst:
     """Derive transit rates and the healthy steady state (Friberg-type chain) from parameters ``p``."""
     k_tr = 5.0 / p.precursor_transit_h
     a = p.mitotic_amplification ** (1.0 / 3.0)
@@ -74,7 +84,7 @@ def lineage_steady(p, c_norm: float, blood_l: float, anc0: float, f0: float) -> 
         k_mono=k_mono,
         d_h=flux / a**3 / n[HSPC],
         m_h=k_mono * n[MONOCYTE] / n[HSPC],
-        r_h=p.hspc_renewal_per_h,
+        r_h=p.hspc_renewal_per_h * marrow_reserve_fold(p, age_years),
         healthy=n,
         background_bm=max(c_norm - bm, 0.1 * c_norm),
         background_floor=p.background_floor,

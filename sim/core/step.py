@@ -103,6 +103,7 @@ class Schedule(NamedTuple):
     adjuvant_end_day: float
     adjuvant_fold: np.ndarray  # per antigen while the adjuvant acts
     hsct_gvl_per_h: float
+    product_gvl_per_h: float  # from a product of the patient's HSCT donor, from day 0 until eliminated
     consolidation_hsct_day: float  # NaN: none
     rescue_hsct_day: float  # NaN: none
     hsct_rule_day: float  # consolidation.hsct: the transplant day of eligible patients (NaN: none)
@@ -200,8 +201,18 @@ def ld_hazards(sc, t_day):
 
 @njit(cache=True)
 def blast_extra_death(sc, cs, t_day):
-    """Lymphodepletion and graft-versus-leukemia hazards on blasts (per hour)."""
-    return ld_hazards(sc, t_day)[0] + (0.0 if math.isnan(cs[cc.HSCT_DAY]) else sc.hsct_gvl_per_h)
+    """Lymphodepletion and graft-versus-leukemia hazards on blasts (per hour).
+
+    Graft-versus-leukemia comes from a transplant in the course, or else from a donor-derived product's T cells
+    once infused and until they are eliminated.
+    """
+    if not math.isnan(cs[cc.HSCT_DAY]):
+        gvl = sc.hsct_gvl_per_h
+    elif t_day >= 0.0 and math.isnan(cs[cc.ELIMINATION_DAY]):
+        gvl = sc.product_gvl_per_h
+    else:
+        gvl = 0.0
+    return ld_hazards(sc, t_day)[0] + gvl
 
 
 @njit(cache=True)

@@ -305,10 +305,10 @@ class ReferenceModel(mesa.Model):
             s = m.stage
             if s == Stage.HSPC:
                 family = [m]
-                if self._bernoulli(_growth_prob(p.hspc_renewal_per_h * ratio, dt)):
+                if self._bernoulli(_growth_prob(lin.r_h * ratio, dt)):
                     family.append(MyeloidCell(self, s))
                 for cell in family:
-                    if self._bernoulli(_prob(p.hspc_renewal_per_h * h / host.h_set + ld, dt)):
+                    if self._bernoulli(_prob(lin.r_h * h / host.h_set + ld, dt)):
                         cell.die()
             elif s <= Stage.MYELOCYTE:  # mitotic: divide, then each cell exits (matures or dies)
                 family = [m]
