@@ -554,6 +554,7 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
     spec = load_emulator_spec(spec_path)
     arms, metrics = reported_counts(spec, (spec_path.parent / spec.scenarios).resolve())
     payload = _payload(arms, metrics, spec.n_patients)
+    behaviour_arms = constraint_arms(spec, spec_path)  # a bad constraint stops the fit before any simulation
     # the design's identity: what the simulations depend on (not the posterior's settings, which reuse the same runs)
     simulated = spec.model_dump(mode="json", include={"parameters", "targets", "n_patients", "design_points", "set", "seed"})
     key = content_hash({"spec": simulated, "arms": arms, "metrics": [asdict(m) for m in metrics]})
@@ -562,7 +563,6 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
     write_json(out / "points" / "spec.json", {"hash": key, "name": spec.name})
     log(f"{spec.name}: {len(spec.parameters)} parameters, {len(metrics)} reported counts in {len(arms)} arms, "
         f"{spec.design_points} design points x {spec.n_patients} patients per arm")  # fmt: skip
-    behaviour_arms = constraint_arms(spec, spec_path)  # a bad constraint stops the fit before any simulation
     unit = design(spec)
     counts = run_design(run_point, payload, spec, unit, spec.n_patients, out / "points", workers, scheduler, log)
     behaviour = _behaviour(spec, behaviour_arms, unit, simulated, out, workers, scheduler, log)
