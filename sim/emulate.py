@@ -29,7 +29,8 @@ ABC-SMC needs thousands of cohort simulations per generation; this fit needs one
 7. Sensitivity and identification: first-order and total Sobol indices (SALib) of every emulated
    rate over the prior box, and each parameter's posterior contraction (stage 1: every parameter
    free). A parameter is identified when its total index reaches ``INERT_TOTAL_INDEX`` on some
-   count and the counts remove at least ``MIN_CONTRACTION`` of its prior variance.
+   count and the counts remove at least ``MIN_CONTRACTION`` of its prior variance (the variance the
+   behaviour prior leaves, so narrowing by the behaviours alone does not count).
 8. Stage 2: the posterior of the identified parameters with the others held at their sourced
    defaults (a coherent point: the marginal medians of a correlated posterior, some replaced by
    defaults, need not fit). Its predictions, coverage and medians are what the fit reports and
@@ -573,9 +574,12 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
     rows = sensitivity(emulators, spec, metrics)
     log("stage 1: every parameter")
     first = _posterior(emulators, metrics, spec, log, log_prior)
-    # contraction under the likelihood's weights (importance sampling): a Bayesian posterior's, and with more
-    # effective draws than history matching's equal weights under a behaviour prior
-    identified = screen(rows, list(spec.parameters), contraction(spec, first["draws"], first["weights"]["importance_sampling"]))
+    # contraction under the likelihood's weights (importance sampling: a Bayesian posterior's), unless they are
+    # too few to measure a variance; against the prior the behaviours leave, so that only the counts identify
+    ess = first["comparison"]["importance_sampling"]["effective_sample_size"]
+    method = "importance_sampling" if ess >= MIN_EFFECTIVE_DRAWS else first["chosen"]
+    shrink = contraction(spec, first["draws"], first["weights"][method], prior_variance(spec, log_prior))
+    identified = screen(rows, list(spec.parameters), shrink)
     fixed = np.array([np.nan if s["identified"] else default_unit(spec, name) for name, s in identified.items()])
     final = first
     if not np.isnan(fixed).all():
@@ -624,15 +628,35 @@ def default_unit(spec: EmulatorSpec, name: str) -> float:
     return (x - lo) / (hi - lo)
 
 
-def contraction(spec: EmulatorSpec, draws: np.ndarray, w: np.ndarray) -> dict[str, float]:
+def _weighted_variance(draws: np.ndarray, w: np.ndarray) -> np.ndarray:
+    mean = w @ draws
+    return w @ (draws - mean) ** 2
+
+
+def prior_variance(spec: EmulatorSpec, log_prior=None) -> np.ndarray:
+    """Per parameter, the variance on the unit cube of the prior the counts meet.
+
+    Uniform (1/12), or the uniform times the behaviour prior (``log_prior``), measured on scrambled Halton draws.
+    """
+    from scipy.stats import qmc
+
+    if log_prior is None:
+        return np.full(len(spec.parameters), 1.0 / 12.0)
+    u = qmc.Halton(len(spec.parameters), scramble=True, seed=spec.seed + 2).random(spec.posterior_draws)
+    lp = log_prior(u)
+    w = np.exp(lp - lp.max())
+    return _weighted_variance(u, w / w.sum())
+
+
+def contraction(spec: EmulatorSpec, draws: np.ndarray, w: np.ndarray, prior_var: np.ndarray | None = None) -> dict[str, float]:
     """Posterior contraction per parameter: 1 - posterior variance / prior variance, on the unit cube.
 
     Near 0 the data leave the prior as it was; near 1 they pin the parameter down
-    (Schad, Betancourt & Vasishth 2021, Psychol Methods 26:103).
+    (Schad, Betancourt & Vasishth 2021, Psychol Methods 26:103). ``prior_var``: default the uniform box's.
     """
-    mean = w @ draws
-    var = w @ (draws - mean) ** 2
-    return {name: float(1.0 - var[j] * 12.0) for j, name in enumerate(spec.parameters)}
+    prior_var = np.full(draws.shape[1], 1.0 / 12.0) if prior_var is None else prior_var
+    var = _weighted_variance(draws, w)
+    return {name: float(1.0 - var[j] / prior_var[j]) for j, name in enumerate(spec.parameters)}
 
 
 def constraint_arms(spec: EmulatorSpec, spec_path: Path) -> list[tuple[str, str]]:

@@ -136,6 +136,22 @@ def test_posterior_contraction_is_one_minus_the_variance_ratio_on_the_unit_cube(
     assert c["hill_n"] == pytest.approx(0.75, abs=1e-3) and c["crowding_exponent"] == pytest.approx(0.0, abs=1e-3)
 
 
+def test_contraction_is_measured_against_the_prior_the_behaviours_leave():
+    """A behaviour prior that allows only x0 < 0.5 leaves x0 a variance of 1/48 (Halton draws: within 2%).
+
+    A posterior uniform on [0, 0.5) then contracts x0 by 0, not by the 0.75 the uniform box would say.
+    """
+    from sim.emulate import prior_variance
+
+    spec = EmulatorSpec(name="t", parameters={"hill_n": {}, "crowding_exponent": {}}, posterior_draws=20000, seed=5)
+    prior_var = prior_variance(spec, lambda u: np.where(u[:, 0] < 0.5, 0.0, -60.0))
+    assert prior_var == pytest.approx([1 / 48, 1 / 12], rel=0.02)
+    assert prior_variance(spec) == pytest.approx([1 / 12, 1 / 12])
+    draws = np.column_stack([np.linspace(0.0, 0.5, 10001), np.linspace(0.0, 1.0, 10001)])
+    c = contraction(spec, draws, np.full(10001, 1 / 10001), prior_var)
+    assert c["hill_n"] == pytest.approx(0.0, abs=0.03) and c["crowding_exponent"] == pytest.approx(0.0, abs=0.03)
+
+
 def test_stage_two_holds_the_unidentified_parameters_at_their_defaults():
     """A flat emulator: stage-2 draws keep the held coordinate at the default's place in its prior box."""
 
