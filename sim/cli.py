@@ -641,7 +641,7 @@ def _is_emulator_spec(spec: Path) -> bool:
 
 
 def _emulator_fit(spec: Path, out_dir: Path, workers: int, scheduler: str | None, dry_run: bool) -> None:
-    from sim.emulate import constraint_arms, load_emulator_spec, reported_counts, run_fit
+    from sim.emulate import constraint_arms, contraction_text, load_emulator_spec, reported_counts, run_fit
 
     if dry_run:
         loaded = load_emulator_spec(spec)
@@ -660,10 +660,9 @@ def _emulator_fit(spec: Path, out_dir: Path, workers: int, scheduler: str | None
         table.add_column(col)
     for name, s in record["posterior"].items():
         lo, hi = s["ci95"]
-        shrink = "-" if s.get("contraction") is None else f"{s['contraction']:.2f}"
         table.add_row(name, f"{s['median']:.4g}", f"{lo:.4g} - {hi:.4g}", f"{s['prior'][0]:.3g} - {s['prior'][1]:.3g}",
                       f"{s['default']:.4g}", f"{s['max_total_index']:.2f}",
-                      shrink + ("" if s["identified"] else " (held at default)"))  # fmt: skip
+                      contraction_text(s) + ("" if s["identified"] else " (held at default)"))  # fmt: skip
     console.print(table)
     for method, c in record["comparison"].items():
         for mode in ("in_sample", "leave_one_study_out"):

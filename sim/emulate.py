@@ -566,7 +566,7 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
         f"{spec.design_points} design points x {spec.n_patients} patients per arm")  # fmt: skip
     unit = design(spec)
     counts = run_design(run_point, payload, spec, unit, spec.n_patients, out / "points", workers, scheduler, log)
-    behaviour = _behaviour(spec, behaviour_arms, unit, simulated, out, workers, scheduler, log)
+    behaviour = _behaviour(spec, behaviour_arms, unit, out, workers, scheduler, log)
     log("fitting the emulators")
     emulators = Emulators(unit, counts, spec.n_patients, spec.seed)
     log_prior = None if behaviour is None else (lambda x: constraints.log_prior(*behaviour[0].predict(x), spec.constraints))
@@ -628,6 +628,11 @@ def default_unit(spec: EmulatorSpec, name: str) -> float:
     return (x - lo) / (hi - lo)
 
 
+def contraction_text(entry: dict) -> str:
+    """A posterior entry's contraction as a table shows it (``-`` when the fit did not measure one)."""
+    return "-" if entry.get("contraction") is None else f"{entry['contraction']:.2f}"
+
+
 def _weighted_variance(draws: np.ndarray, w: np.ndarray) -> np.ndarray:
     mean = w @ draws
     return w @ (draws - mean) ** 2
@@ -654,7 +659,7 @@ def contraction(spec: EmulatorSpec, draws: np.ndarray, w: np.ndarray, prior_var:
     Near 0 the data leave the prior as it was; near 1 they pin the parameter down
     (Schad, Betancourt & Vasishth 2021, Psychol Methods 26:103). ``prior_var``: default the uniform box's.
     """
-    prior_var = np.full(draws.shape[1], 1.0 / 12.0) if prior_var is None else prior_var
+    prior_var = prior_variance(spec) if prior_var is None else prior_var
     var = _weighted_variance(draws, w)
     return {name: float(1.0 - var[j] / prior_var[j]) for j, name in enumerate(spec.parameters)}
 
@@ -668,7 +673,7 @@ def constraint_arms(spec: EmulatorSpec, spec_path: Path) -> list[tuple[str, str]
     return arms
 
 
-def _behaviour(spec, arms, unit, simulated, out, workers, scheduler, log):
+def _behaviour(spec, arms, unit, out, workers, scheduler, log):
     """The constraints' emulators and simulated counts at the design, or None without constraints.
 
     Each constraint has its own folder, ``OUT/constraints/<hash>``, named by what it simulates (the design's
@@ -680,7 +685,7 @@ def _behaviour(spec, arms, unit, simulated, out, workers, scheduler, log):
     if not arms:
         return None
     log(f"{len(spec.constraints)} constraints x {spec.design_points} design points x {spec.constraint_patients} patients")
-    points = {k: simulated[k] for k in ("parameters", "design_points", "set", "seed")}
+    points = spec.model_dump(mode="json", include={"parameters", "design_points", "set", "seed"})
     counts = []
     for name, arm in zip(spec.constraints, arms, strict=True):
         folder = out / "constraints" / content_hash({"design": points, "constraint": arm, "n": spec.constraint_patients})
@@ -811,10 +816,9 @@ def fit_markdown(fit: dict, figure: str) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, s in fit["posterior"].items():
-        shrink = "-" if s.get("contraction") is None else f"{s['contraction']:.2f}"
         lines.append(
             f"| {name} | {s['prior'][0]:.3g}-{s['prior'][1]:.3g} | {s['default']:.3g} | {s['median']:.3g} "
-            f"({s['ci95'][0]:.3g}-{s['ci95'][1]:.3g}) | {s['max_total_index']:.2f} | {shrink} | "
+            f"({s['ci95'][0]:.3g}-{s['ci95'][1]:.3g}) | {s['max_total_index']:.2f} | {contraction_text(s)} | "
             f"{'yes' if s['identified'] else 'no'} |"
         )
     if "stage_1" in fit:

@@ -14,9 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sim.clinical import donor_product_gvl_per_h, gvhd_per_day, hla_rejection_fold
 from sim.cohort import run_cohort
+from sim.core.hematopoiesis import marrow_reserve_fold
 from sim.errors import UserError
 from sim.model import Simulation
+from sim.params import resolve
 from sim.patient import sample_patient
 from sim.scenario import load_scenario
 
@@ -172,9 +175,6 @@ def test_the_old_donor_spelling_gives_the_same_patients_and_courses():
 
 
 def test_gvhd_follows_the_tcr_and_whose_cells_they_are():
-    from sim.clinical import gvhd_per_day
-    from sim.params import resolve
-
     p = resolve({})
 
     def hazard(*sets: str) -> float:
@@ -244,9 +244,6 @@ def test_trials_report_lists_each_protocol(monkeypatch):
 def test_third_party_cells_are_rejected_faster_the_more_hla_alleles_differ():
     # (1 + mismatches) / (1 + 8): 2 of 10 alleles give 1/3 of the default rejection, 10 give 11/9.
     # The same 30 patients: measured median CAR T in blood on day 28 14.5 against 0.24 cells/uL; 10-fold asked
-    from sim.clinical import hla_rejection_fold
-    from sim.params import resolve
-
     p = resolve({})
     folds = [hla_rejection_fold(p, load_scenario(CLL1, ["product.source=third_party", f"product.hla_mismatches={m}"]).product)
              for m in (0, 8, 10)]  # fmt: skip
@@ -268,9 +265,6 @@ def test_a_donor_derived_product_adds_graft_versus_leukemia():
     ratio = (gvl.blasts_total_day28[alive] / off.blasts_total_day28[alive]).median()
     assert 0.80 < ratio < 0.95
     third = load_scenario(CLL1, ["patient.prior_hsct_probability=1", "product.source=third_party"])
-    from sim.clinical import donor_product_gvl_per_h
-    from sim.params import resolve
-
     assert donor_product_gvl_per_h(resolve({}), third.product, 1e6) == 0.0  # rejected within days: no lasting GVL
 
 
@@ -280,9 +274,6 @@ def test_marrow_reserve_follows_age(age, sign):
     # points a decade). After a CD123 product (which reaches HSPC) to day 60, the same 30 patients with the age
     # effect against without it: measured at 70, 16 longer below ANC 0.5 and none shorter (mean +0.87 d); at 8,
     # 15 shorter and 1 longer (mean -0.75 d). Asked: at least 10 move the biology's way, at most 2 the other
-    from sim.core.hematopoiesis import marrow_reserve_fold
-    from sim.params import resolve
-
     assert marrow_reserve_fold(resolve({}), age) == pytest.approx((0.50 - 0.03 * (age - 40) / 10) / 0.50)
     sets = ["horizon_days=60", "product.car={antigens: [CD123]}", "patient.antigens={CD123: {aml_positive_fraction: 1.0}}",
             f"patient.age_years={age}"]  # fmt: skip
