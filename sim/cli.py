@@ -649,7 +649,8 @@ def _emulator_fit(spec: Path, out_dir: Path, workers: int, scheduler: str | None
         constraint_arms(loaded, spec)
         console.print(
             f"[green]valid[/green]: {spec}: {len(loaded.parameters)} parameters, {len(metrics)} reported counts in "
-            f"{len(arms)} arms, {len(loaded.constraints)} constraints, {loaded.design_points} design points -> {out_dir}/"
+            f"{len(arms)} arms, {len(loaded.constraints)} constraints, {loaded.design_points} design points"
+            f"{f' + {loaded.refine_points} refined' if loaded.refine_points else ''} -> {out_dir}/"
         )
         return
     _check_scheduler(scheduler)

@@ -8,9 +8,12 @@ ABC-SMC needs thousands of cohort simulations per generation; this fit needs one
    the same ``n_patients`` virtual patients (common random numbers), giving the simulated count
    of every reported metric. Each finished point is kept in ``OUT/points/<i>.json``: a rerun
    skips it, so a kill loses only the points in flight.
+   With ``refine_points``, a second wave of that many points is drawn from the stage-1 posterior
+   (below) and simulated the same way (``OUT/points-refine-<n>/``), and every emulator is refitted
+   on both waves before the fit goes on: the refocusing of history matching.
 3. Emulators: per metric, a Gaussian process (scikit-learn) of the logit of the simulated rate
    over the unit-cube coordinates, with a white-noise term that absorbs the binomial noise of
-   ``n_patients``.
+   ``n_patients``; predictions carry the GP's uncertainty about the expected rate, not that noise.
 4. Posterior: ``posterior_draws`` prior draws weighted by the likelihood of the reported counts
    (binomial, the rate integrated over the emulator's uncertainty on the logit scale by
    Gauss-Hermite quadrature): importance sampling, reported with its effective sample size.
@@ -81,6 +84,9 @@ class EmulatorSpec(BaseModel):
     seed: int = Field(0, ge=0)
     constraints: dict[str, Constraint] = Field({}, description="behaviours the fit must keep (sim.constraints)")
     constraint_patients: int = Field(32, ge=2, le=10_000, description="virtual patients per constraint per design point")
+    refine_points: int = Field(
+        0, ge=0, le=65_536, description="design points of a second wave, drawn from the first wave's posterior (0: none)"
+    )
 
     @field_validator("design_points")
     @classmethod
@@ -246,26 +252,37 @@ class Emulators:
         y = _logit((counts + 0.5) / (n_patients + 1.0))  # the Jeffreys-smoothed rate: finite at 0 and n
         d = unit.shape[1]
         self.models: list = []
+        self.noise_var: list[float] = []  # the white-noise variance of each GP, in logit units
         for j in range(y.shape[1]):
             if np.ptp(counts[:, j]) == 0:
                 # no design point moved this count: the rate is known only to about one patient in n_patients
                 self.models.append((float(y[0, j]), 1.0 / math.sqrt(n_patients + 1.0)))
+                self.noise_var.append(0.0)
                 continue
             kernel = ConstantKernel(1.0, (1e-2, 1e2)) * RBF(np.full(d, 0.5), (0.03, 30.0)) + WhiteKernel(0.1, (1e-4, 2.0))
             gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2, random_state=seed)
             with warnings.catch_warnings():  # a length scale or noise at its bound is an answer here, not a failure
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 self.models.append(gp.fit(unit, y[:, j]))
+            # normalize_y scales the kernel by the (population) sd of y, as scikit-learn does
+            self.noise_var.append(float(gp.kernel_.k2.noise_level) * float(np.std(y[:, j]) or 1.0) ** 2)
 
     def predict(self, unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and sd of the logit rate, shape (points, metrics) each."""
+        """Mean and sd of the logit of the expected rate, shape (points, metrics) each.
+
+        The sd is the emulator's uncertainty about the expected rate, without the white noise: that
+        noise is the binomial scatter of ``n_patients`` simulated patients, which a reported cohort's
+        own binomial already carries (counting it twice widened every interval and flattened the
+        likelihood).
+        """
         mean = np.empty((len(unit), len(self.models)))
         sd = np.empty_like(mean)
-        for j, model in enumerate(self.models):
+        for j, (model, noise_var) in enumerate(zip(self.models, self.noise_var, strict=True)):
             if isinstance(model, tuple):
                 mean[:, j], sd[:, j] = model
             else:
-                mean[:, j], sd[:, j] = model.predict(unit, return_std=True)
+                mean[:, j], total = model.predict(unit, return_std=True)
+                sd[:, j] = np.sqrt(np.maximum(total**2 - noise_var, 0.0))
         return mean, sd
 
 
@@ -304,7 +321,7 @@ def weights_from(loglik: np.ndarray, keep: np.ndarray, log_q: np.ndarray | None 
 
 
 #: Rounds of adaptive importance sampling, the effective sample size that ends them early, the defensive share.
-ADAPT_ROUNDS, ENOUGH_ESS_SHARE, DEFENSIVE = 4, 0.1, 0.2
+ADAPT_ROUNDS, ENOUGH_ESS_SHARE, DEFENSIVE = 8, 0.1, 0.2
 
 
 def posterior_draws(
@@ -567,18 +584,28 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
     unit = design(spec)
     counts = run_design(run_point, payload, spec, unit, spec.n_patients, out / "points", workers, scheduler, log)
     behaviour = _behaviour(spec, behaviour_arms, unit, out, workers, scheduler, log)
-    log("fitting the emulators")
-    emulators = Emulators(unit, counts, spec.n_patients, spec.seed)
-    log_prior = None if behaviour is None else (lambda x: constraints.log_prior(*behaviour[0].predict(x), spec.constraints))
-    log("Sobol indices on the emulators")
-    rows = sensitivity(emulators, spec, metrics)
+    prior_shares = None if behaviour is None else behaviour / spec.constraint_patients
+    emulators, behaviour_emulators, log_prior = _emulate(spec, unit, counts, behaviour, log)
     log("stage 1: every parameter")
     first = _posterior(emulators, metrics, spec, log, log_prior)
+    if spec.refine_points:
+        wave = f"points-refine-{spec.refine_points}"  # a folder per size: each keeps its own points
+        extra = refined_design(spec, first, out / wave)
+        log(f"refinement: {len(extra)} design points drawn from the stage-1 posterior")
+        unit = np.vstack([unit, extra])
+        more = run_design(run_point, payload, spec, extra, spec.n_patients, out / wave, workers, scheduler, log)
+        counts = np.vstack([counts, more])
+        if behaviour is not None:
+            more = _behaviour(spec, behaviour_arms, extra, out, workers, scheduler, log, wave=wave)
+            behaviour = np.vstack([behaviour, more])
+        emulators, behaviour_emulators, log_prior = _emulate(spec, unit, counts, behaviour, log)
+        log("stage 1 again, on both waves")
+        first = _posterior(emulators, metrics, spec, log, log_prior)
+    log("Sobol indices on the emulators")
+    rows = sensitivity(emulators, spec, metrics)
     # contraction under the likelihood's weights (importance sampling: a Bayesian posterior's), unless they are
     # too few to measure a variance; against the prior the behaviours leave, so that only the counts identify
-    ess = first["comparison"]["importance_sampling"]["effective_sample_size"]
-    method = "importance_sampling" if ess >= MIN_EFFECTIVE_DRAWS else first["chosen"]
-    shrink = contraction(spec, first["draws"], first["weights"][method], prior_variance(spec, log_prior))
+    shrink = contraction(spec, first["draws"], first["weights"][_bayesian(first)], prior_variance(spec, log_prior))
     identified = screen(rows, list(spec.parameters), shrink)
     fixed = np.array([np.nan if s["identified"] else default_unit(spec, name) for name, s in identified.items()])
     final = first
@@ -589,11 +616,52 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
     w, values = final["weights"][final["chosen"]], to_values(spec, final["draws"])
     record = _record(spec, spec_path, metrics, values, w, final["comparison"], final["chosen"], identified)
     record["stage_1"] = {"chosen_method": first["chosen"], "comparison": first["comparison"]}
+    record["design"] = {"prior_points": spec.design_points, "refine_points": len(unit) - spec.design_points}
     if behaviour is not None:
-        shares = behaviour[1] / spec.constraint_patients
-        record["constraints"] = constraints.summary(shares, behaviour[0].predict(final["draws"]), w, spec.constraints)
+        post = behaviour_emulators.predict(final["draws"])
+        record["constraints"] = constraints.summary(prior_shares, post, w, spec.constraints)
     _write(out, spec, unit, counts, metrics, values, w, final["preds"], record, rows)
     return record
+
+
+def _emulate(spec, unit, counts, behaviour, log) -> tuple:
+    """The counts' emulators, the behaviours' (or None) and the behaviour prior's log factor (or None)."""
+    log(f"fitting the emulators on {len(unit)} design points")
+    emulators = Emulators(unit, counts, spec.n_patients, spec.seed)
+    if behaviour is None:
+        return emulators, None, None
+    behaviour_emulators = Emulators(unit, behaviour, spec.constraint_patients, spec.seed)
+    return emulators, behaviour_emulators, lambda x: constraints.log_prior(*behaviour_emulators.predict(x), spec.constraints)
+
+
+def _bayesian(fit: dict) -> str:
+    """Importance sampling's weights (a Bayesian posterior's) when they have enough effective draws, else the kept method's."""
+    ess = fit["comparison"]["importance_sampling"]["effective_sample_size"]
+    return "importance_sampling" if ess >= MIN_EFFECTIVE_DRAWS else fit["chosen"]
+
+
+def refined_design(spec: EmulatorSpec, first: dict, folder: Path) -> np.ndarray:
+    """The second wave: ``refine_points`` distinct draws of the stage-1 posterior (unit cube), drawn by weight.
+
+    A GP fitted to a Sobol sample of the whole box is least sure where the posterior lies, a small
+    part of it; points there make the emulators, and so the likelihood and the intervals, sharper
+    where they matter (the refocusing of history matching's waves: Vernon et al. 2010, Bayesian
+    Analysis 5:619). The emulators still see only simulations; the reported counts choose where to
+    simulate. The points are kept in ``folder/design.json``, so a rerun (even after a change of the
+    posterior's settings) simulates and reuses the same points.
+    """
+    from sim.io import write_json
+
+    path = folder / "design.json"
+    if path.is_file():
+        return np.array(json.loads(path.read_text())["unit"], dtype=float)
+    w = first["weights"][_bayesian(first)]
+    rng = np.random.default_rng(spec.seed + 3)
+    idx = rng.choice(len(w), size=min(spec.refine_points, int(np.count_nonzero(w))), replace=False, p=w)
+    unit = first["draws"][np.sort(idx)]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"unit": unit.tolist()})
+    return unit
 
 
 def _posterior(emulators, metrics, spec, log, log_prior, fixed=None) -> dict:
@@ -673,8 +741,8 @@ def constraint_arms(spec: EmulatorSpec, spec_path: Path) -> list[tuple[str, str]
     return arms
 
 
-def _behaviour(spec, arms, unit, out, workers, scheduler, log):
-    """The constraints' emulators and simulated counts at the design, or None without constraints.
+def _behaviour(spec, arms, unit, out, workers, scheduler, log, wave: str | None = None):
+    """The constraints' simulated counts at the design points ``unit``, or None without constraints.
 
     Each constraint has its own folder, ``OUT/constraints/<hash>``, named by what it simulates (the design's
     points, not the reported counts): a new or changed constraint is simulated alone, and neither the reported
@@ -684,8 +752,10 @@ def _behaviour(spec, arms, unit, out, workers, scheduler, log):
 
     if not arms:
         return None
-    log(f"{len(spec.constraints)} constraints x {spec.design_points} design points x {spec.constraint_patients} patients")
+    log(f"{len(spec.constraints)} constraints x {len(unit)} design points x {spec.constraint_patients} patients")
     points = spec.model_dump(mode="json", include={"parameters", "design_points", "set", "seed"})
+    if wave is not None:  # the refinement's points: its own folders (the first wave's keep their names)
+        points["wave"] = wave
     counts = []
     for name, arm in zip(spec.constraints, arms, strict=True):
         folder = out / "constraints" / content_hash({"design": points, "constraint": arm, "n": spec.constraint_patients})
@@ -693,8 +763,7 @@ def _behaviour(spec, arms, unit, out, workers, scheduler, log):
         write_json(folder / "constraint.json", {"name": name, "scenario": arm[0], "outcome": arm[1]})
         counts.append(run_design(constraints.run_point, [arm], spec, unit, spec.constraint_patients, folder, workers,
                                  scheduler, log))  # fmt: skip
-    counts = np.hstack(counts)
-    return Emulators(unit, counts, spec.constraint_patients, spec.seed), counts
+    return np.hstack(counts)
 
 
 def _record(spec, spec_path, metrics, values, w, comparison, chosen, identified) -> dict:
@@ -738,6 +807,7 @@ def _write(out, spec, unit, counts, metrics, values, w, preds, record, sobol_row
     names = list(spec.parameters)
     cols = [f"{m.study}/{m.arm}/{m.metric}" for m in metrics]
     design_table = pd.concat([pd.DataFrame(to_values(spec, unit), columns=names), pd.DataFrame(counts, columns=cols)], axis=1)
+    design_table["wave"] = np.where(np.arange(len(unit)) < spec.design_points, 1, 2)  # 2: the refinement
     write_parquet(out / "design.parquet", design_table)
     write_parquet(out / "posterior.parquet", pd.DataFrame(values, columns=names).assign(weight=w))
     write_parquet(out / "sensitivity.parquet", pd.DataFrame(sobol_rows, columns=["count", "parameter", "S1", "ST"]))

@@ -59,6 +59,24 @@ def test_gp_emulator_recovers_a_smooth_rate_between_design_points():
     assert np.max(sd) < 0.5
 
 
+def test_emulator_sd_is_about_the_expected_rate_not_the_design_s_binomial_noise():
+    """64 points of a 2-D cube, 16 patients each, one true rate 0.4 everywhere (seed 5).
+
+    The white noise the GP fits is the binomial scatter of 16 patients: about 1/sqrt(16 x 0.24)
+    = 0.51 on the logit scale. The expected rate is known far better, from 64 points: the
+    predicted sd must stay below half that scatter (0.26) at new points. Counting the noise in
+    the sd, as before, gives 0.49-0.50.
+    """
+    rng = np.random.default_rng(5)
+    unit = rng.random((64, 2))
+    counts = rng.binomial(16, 0.4, size=64)[:, None].astype(float)
+    emulators = Emulators(unit, counts, 16, seed=5)
+    mean, sd = emulators.predict(rng.random((50, 2)))
+    assert math.sqrt(emulators.noise_var[0]) > 0.3  # the GP did take the scatter as noise
+    assert np.max(sd) < 0.26
+    assert np.max(np.abs(mean - math.log(0.4 / 0.6))) < 0.3
+
+
 def test_importance_weights_recover_the_rate_that_made_the_counts():
     """Exact emulator (sd 0) of p(theta) = theta on [0.05, 0.95]; 60 of 200 reported: the posterior median is near 0.3.
 
@@ -205,6 +223,28 @@ def test_quick_fit_writes_its_outputs_and_resumes_to_the_same_posterior(tmp_path
     run_fit(other, out, workers=1, log=lines.append)
     assert lines[1].startswith("8 of 8 design points already simulated")
     assert any(line.startswith("8 of 8 design points already simulated") and "constraints" in line for line in lines)
+
+
+def test_refinement_simulates_posterior_draws_once_and_refits_on_both_waves(tmp_path):
+    """``refine_points: 4`` on the quick spec: 4 more points, drawn from the stage-1 posterior, simulated once.
+
+    Expected: design.parquet holds 8 + 4 rows (wave 2 marked), the 4 are distinct points inside the
+    cube and are kept in ``points-refine-4/design.json``; the constraint is simulated there too; a
+    rerun simulates nothing and gives the same posterior.
+    """
+    spec = tmp_path / "refine.yaml"
+    spec.write_text(QUICK.read_text() + f"scenarios: {ROOT / 'scenarios'}\nrefine_points: 4\n")
+    out = tmp_path / "fit"
+    first = run_fit(spec, out, workers=2, log=lambda line: None)
+    design = pd.read_parquet(out / "design.parquet")
+    assert len(design) == 12 and (design.wave == 2).sum() == 4 and first["design"]["refine_points"] == 4
+    unit = np.array(json.loads((out / "points-refine-4" / "design.json").read_text())["unit"])
+    assert unit.shape == (4, 2) and len({tuple(u) for u in unit}) == 4 and ((unit >= 0) & (unit <= 1)).all()
+    assert len(list((out / "points-refine-4").glob("[0-9]*.json"))) == 4
+    lines = []
+    second = run_fit(spec, out, workers=1, log=lines.append)
+    assert sum("4 of 4 design points already simulated" in line for line in lines) == 2  # the counts and the constraint
+    assert second["posterior"] == first["posterior"]
 
 
 def test_a_design_that_is_not_a_power_of_two_is_a_clean_error(tmp_path):
