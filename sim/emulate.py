@@ -14,9 +14,10 @@ ABC-SMC needs thousands of cohort simulations per generation; this fit needs one
 3. Emulators: per metric, a Gaussian process (scikit-learn) of the logit of the simulated rate
    over the unit-cube coordinates, with a white-noise term that absorbs the binomial noise of
    ``n_patients``; predictions carry the GP's uncertainty about the expected rate, not that noise.
-4. Posterior: ``posterior_draws`` prior draws weighted by the likelihood of the reported counts
+4. Posterior: ``posterior_draws`` draws weighted by the likelihood of the reported counts
    (binomial, the rate integrated over the emulator's uncertainty on the logit scale by
-   Gauss-Hermite quadrature): importance sampling, reported with its effective sample size.
+   Gauss-Hermite quadrature): importance sampling from prior draws, then from proposals adapted
+   to the tempered posterior, reported with its effective sample size.
    Metrics of one arm are treated as independent, which overstates the information when an arm
    reports nested counts (any CRS and CRS grade 3 or higher).
 5. A second method on the same design: history matching (Vernon et al. 2010, Bayesian
@@ -320,8 +321,32 @@ def weights_from(loglik: np.ndarray, keep: np.ndarray, log_q: np.ndarray | None 
     return w / w.sum()
 
 
-#: Rounds of adaptive importance sampling, the effective sample size that ends them early, the defensive share.
-ADAPT_ROUNDS, ENOUGH_ESS_SHARE, DEFENSIVE = 8, 0.1, 0.2
+#: Rounds of adaptive importance sampling, the effective sample size that ends them early, the defensive share,
+#: the effective share a proposal is fitted to (tempered), and the inflation of its covariance.
+ADAPT_ROUNDS, ENOUGH_ESS_SHARE, DEFENSIVE, TEMPERED_ESS_SHARE, INFLATE = 12, 0.1, 0.2, 0.005, 1.5
+
+
+def tempered_weights(loglik: np.ndarray, log_q: np.ndarray, min_ess: float) -> tuple[float, np.ndarray]:
+    """The largest power ``beta <= 1`` of the likelihood whose importance weights keep ``min_ess`` effective draws.
+
+    Returns ``beta`` and those weights (normalized). With a likelihood much sharper than the
+    proposal, the full weights sit on a few draws and a normal fitted to them is noise; fitted to
+    the tempered weights it moves toward the posterior a step at a time (likelihood tempering,
+    as in sequential Monte Carlo samplers: Del Moral, Doucet & Jasra 2006, JRSS B 68:411).
+    """
+
+    def weights(beta):
+        t = beta * loglik - log_q
+        w = np.exp(t - t.max())
+        return w / w.sum()
+
+    if effective_sample_size(w := weights(1.0)) >= min_ess:
+        return 1.0, w
+    lo, hi = 0.0, 1.0
+    for _ in range(30):  # bisection: the effective sample size falls as beta rises
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if effective_sample_size(weights(mid)) >= min_ess else (lo, mid)
+    return lo, weights(lo)
 
 
 def posterior_draws(
@@ -337,8 +362,9 @@ def posterior_draws(
     Prior draws (scrambled Halton) first; while the effective sample size is below
     ``ENOUGH_ESS_SHARE`` of the draws, the next round draws from a mixture of the uniform prior
     (``DEFENSIVE``: it keeps the tails that leaving a study out may need) and a normal fitted to
-    the weighted draws (covariance doubled), truncated to the cube. The round with the largest
-    effective sample size is returned.
+    the draws weighted by the tempered likelihood (:func:`tempered_weights`, covariance times
+    ``INFLATE``), truncated to the cube. The round with the largest effective sample size (at the
+    full likelihood) is returned.
     """
     from scipy.stats import multivariate_normal, qmc
 
@@ -361,15 +387,15 @@ def posterior_draws(
             log_q = log_q - log_prior(full)
         mean, sd = emulators.predict(full)
         loglik = log_likelihood(mean, sd, metrics)
-        w = weights_from(loglik, everything, log_q)
-        ess = effective_sample_size(w)
-        log(f"importance sampling round {k + 1}: effective sample size {ess:.0f} of {n}")
+        ess = effective_sample_size(weights_from(loglik, everything, log_q))
+        beta, w = tempered_weights(loglik.sum(axis=1), log_q, TEMPERED_ESS_SHARE * n)
+        log(f"importance sampling round {k + 1}: effective sample size {ess:.0f} of {n} (next proposal at power {beta:.2g})")
         if ess > best[0]:  # a later proposal can fit worse (a normal fitted to few effective draws): keep the best
             best = (ess, full, mean, sd, loglik, log_q)
         if ess >= ENOUGH_ESS_SHARE * n or k == ADAPT_ROUNDS - 1:
             return best[1:]
         centre = w @ draws
-        cov = 2.0 * np.cov(draws.T, aweights=w).reshape(d, d) + 1e-6 * np.eye(d)
+        cov = INFLATE * np.cov(draws.T, aweights=w).reshape(d, d) + 1e-6 * np.eye(d)
         normal = multivariate_normal(centre, cov)
         n_uniform = int(DEFENSIVE * n)
         kept, tried = [], 0
