@@ -11,7 +11,7 @@ and writes ``benchmarks/out/*.json``:
   and leukemic burdens at a fixed resolution;
 * ``startup.json``: wall time of ``cart-sim run`` with a warm numba cache and a cold one,
   and of ``cart-sim --help``;
-* ``reference.json``: the core against the pure-Mesa reference (``sim.reference``), the
+* ``reference.json``: the core against the pure-Mesa reference (``sim.verify.reference``), the
   same scenario and the same cells (core at weight 1), both on one core, several sizes;
 * ``scaling.json``: time per step against the resolution (agents per kind);
 * ``sweep.json``: a sweep on a local 2-worker Dask cluster against the local 2-thread
@@ -76,7 +76,7 @@ def time_patient(scenario_path: Path, n_patients: int) -> dict:
 
 
 def cohort_efficiency(scenario_path: Path, n: int) -> dict:
-    from sim.cohort import run_cohort
+    from sim.workflows.cohort import run_cohort
 
     sc = load_scenario(scenario_path)
     run_cohort(sc, 2, 2)  # compile / load the numba cache
@@ -117,7 +117,7 @@ def peak_memory(scenario_path: Path) -> dict:
 
 def cohort_1000(scenario_path: Path) -> dict:
     """Wall seconds of a 1000-patient, 28-day cohort on 2 workers (``cart-sim cohort`` without the files)."""
-    from sim.cohort import run_cohort
+    from sim.workflows.cohort import run_cohort
 
     sc = load_scenario(scenario_path, ["horizon_days=28"])
     tic = time.perf_counter()
@@ -166,7 +166,7 @@ def reference_speedup(scenario_path: Path, weights_kg: tuple[float, ...], horizo
     The step loops are timed (``run()``); set-up (allocating frames, creating Mesa agents)
     is timed apart.
     """
-    from sim.reference import ReferenceModel
+    from sim.verify.reference import ReferenceModel
 
     rows = []
     for w in weights_kg:
@@ -211,7 +211,7 @@ def sweep_overhead(spec: Path) -> dict:
     """The same sweep on the local 2-process pool and on a local 2-worker Dask cluster."""
     from distributed import LocalCluster
 
-    from sim.sweep import Sweep, run_sweep
+    from sim.workflows.sweep import Sweep, run_sweep
 
     sw = Sweep(spec)
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,13 +27,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sim.cohort import run_cohort, trajectories_long
-from sim.compare import run_comparison
 from sim.export import nonmem_dataset
 from sim.model import Simulation
 from sim.scenario import load_scenario
-from sim.survival import kaplan_meier
-from sim.vpc import bands, coverage
+from sim.workflows.cohort import run_cohort, trajectories_long
+from sim.workflows.compare import run_comparison
+from sim.workflows.survival import kaplan_meier
+from sim.workflows.vpc import bands, coverage
 
 N_PATIENTS = 40
 ROOT = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "scenarios" / "cll1_standard.yaml").is_file())
@@ -95,7 +95,7 @@ print(comparison.conclusion)
 # %% [markdown]
 # ## A visual predictive check
 #
-# Observed data are a long table (`id`, `day`, `series`, `value`), as `sim.vpc.read_observed`
+# Observed data are a long table (`id`, `day`, `series`, `value`), as `sim.workflows.vpc.read_observed`
 # reads from a CSV or NONMEM file. Here a second cohort with another seed stands in for a
 # trial's data, so about 90% of its points belong inside the 90% band. With 40 patients the
 # band's edges are themselves uncertain and a patient's days move together, so one run can

@@ -56,7 +56,7 @@ SchedulerOption = Annotated[
 def _param_set(name: str | None) -> dict[str, float] | None:
     if name is None:
         return None
-    from sim.calibrate import load_param_set
+    from sim.workflows.calibrate import load_param_set
 
     return load_param_set(name)
 
@@ -160,8 +160,8 @@ def cohort(
     the N patients are split into --replicates cohorts, each on its own patients under its
     own posterior draw; summary.json gains posterior_predictive (the spread of their rates).
     """
-    from sim.cohort import default_workers, spec_hash
     from sim.io import check_output_dir, content_hash, refuse_other_work
+    from sim.workflows.cohort import default_workers, spec_hash
 
     draws = _posterior_draws(posterior, replicates, seed or 0, params)
     sc = _load(scenario, overrides, seed, _param_set(params))
@@ -180,9 +180,9 @@ def cohort(
 def _run_cohort(
     sc, n: int, workers: int, out_dir: Path, key: str, params: str | None, scheduler=None, draws=None, extra=None
 ) -> None:
-    from sim.cohort import trajectories_long
     from sim.io import provenance, save_figure, staged_outputs, write_json, write_parquet
     from sim.plots import cohort_figure, km_figure, spaghetti_figure, swimmer_figure
+    from sim.workflows.cohort import trajectories_long
 
     result = _simulate_cohort(sc, n, workers, out_dir, key, scheduler, draws)
     with staged_outputs(out_dir) as staging:
@@ -202,8 +202,8 @@ def _run_cohort(
 
 def _simulate_cohort(sc, n: int, workers: int, out_dir: Path, key: str, scheduler: str | None, draws=None):
     """Run a cohort with a progress bar, keeping finished chunks under ``out_dir/chunks`` (resumable)."""
-    from sim.cohort import run_cohort, run_posterior_cohort
     from sim.io import write_json
+    from sim.workflows.cohort import run_cohort, run_posterior_cohort
 
     chunk_dir = out_dir / "chunks"
     chunk_dir.mkdir(parents=True, exist_ok=True)
@@ -255,9 +255,9 @@ def compare(
     --set applies to every arm. With --posterior, each arm's patients are split into
     --replicates cohorts under the same posterior draws in every arm (still paired).
     """
-    from sim.cohort import default_workers
-    from sim.compare import figures, paired_scenarios, run_comparison
     from sim.io import check_output_dir, provenance, save_figure, staged_outputs, write_json
+    from sim.workflows.cohort import default_workers
+    from sim.workflows.compare import figures, paired_scenarios, run_comparison
 
     if len(scenarios) < 2:
         raise UserError("compare", "SCENARIOS", [str(s) for s in scenarios], "at least two scenario files")
@@ -350,9 +350,9 @@ def validate(
     reported count in sample and left out with its study, two methods compared; writes
     cross_validation.md, fit.json and calibration.png (default folder results/validation-cv).
     """
-    from sim.cohort import default_workers
     from sim.io import check_output_dir, provenance, save_figure, staged_outputs, write_json
-    from sim.validate import (
+    from sim.workflows.cohort import default_workers
+    from sim.workflows.validate import (
         SCENARIO_DIRS,
         arm_cohorts,
         arm_scenarios,
@@ -411,7 +411,7 @@ def _posterior_draws(path: Path | None, replicates: int, seed: int, params: str 
         return None
     if params is not None:
         raise UserError("--posterior", "", "--params", "one of the two: the posterior draws are the parameter sets")
-    from sim.posterior import parameter_draws
+    from sim.workflows.posterior import parameter_draws
 
     return parameter_draws(path, replicates, seed)
 
@@ -458,9 +458,9 @@ def sweep(
     Every point runs the same virtual patients (common random numbers). Each finished
     point is kept under OUT/points/; rerunning the same command skips finished points.
     """
-    from sim.cohort import default_workers
     from sim.io import check_output_dir
-    from sim.sweep import Sweep
+    from sim.workflows.cohort import default_workers
+    from sim.workflows.sweep import Sweep
 
     sw = Sweep(spec)
     out_dir = check_output_dir(out or Path("results") / sw.spec.name)
@@ -479,7 +479,7 @@ def sweep(
 def _run_sweep(sw, out_dir: Path, workers: int, scheduler: str | None) -> None:
     from sim.io import save_figure, staged_outputs, write_parquet
     from sim.plots import sobol_figure, sweep_heatmap
-    from sim.sweep import grid_axes, run_sweep, sobol_indices
+    from sim.workflows.sweep import grid_axes, run_sweep, sobol_indices
 
     with _progress() as bar:
         task = bar.add_task(f"{sw.spec.name}: points", total=len(sw.points))
@@ -546,9 +546,9 @@ def screen(
     Finished chunks of every design are kept under OUT/designs/, so an interrupted screen
     resumes when the same command is run again.
     """
-    from sim.cohort import default_workers, run_cohort
     from sim.io import check_output_dir, save_figure, staged_outputs
-    from sim.screen import Screen, rank, screen_figure
+    from sim.workflows.cohort import default_workers, run_cohort
+    from sim.workflows.screen import Screen, rank, screen_figure
 
     sc = Screen(spec)
     if n is not None:
@@ -600,9 +600,9 @@ def calibrate(
     The fit checkpoints every generation in OUT/abc.db: rerunning the same command after an
     interruption continues from there. Load the result with --params OUT/calibrated.yaml.
     """
-    from sim.calibrate import run_calibration
-    from sim.cohort import default_workers
     from sim.io import check_output_dir
+    from sim.workflows.calibrate import run_calibration
+    from sim.workflows.cohort import default_workers
 
     if spec is None:
         spec = Path("scenarios") / "calibration" / ("quick.yaml" if quick else "trials.yaml")
@@ -612,7 +612,7 @@ def calibrate(
         _emulator_fit(spec, out_dir, workers, scheduler, dry_run)
         return
     if dry_run:
-        from sim.calibrate import Problem, load_spec
+        from sim.workflows.calibrate import Problem, load_spec
 
         loaded = load_spec(spec)
         Problem(loaded, spec)  # builds every arm's scenario: bad paths and values fail here
@@ -641,7 +641,7 @@ def _is_emulator_spec(spec: Path) -> bool:
 
 
 def _emulator_fit(spec: Path, out_dir: Path, workers: int, scheduler: str | None, dry_run: bool) -> None:
-    from sim.emulate import constraint_arms, contraction_text, load_emulator_spec, reported_counts, run_fit
+    from sim.workflows.emulate import constraint_arms, contraction_text, load_emulator_spec, reported_counts, run_fit
 
     if dry_run:
         loaded = load_emulator_spec(spec)
@@ -723,9 +723,9 @@ def vpc(
     scheduler: SchedulerOption = None,
 ) -> None:
     """Visual predictive check: observed data over simulated percentile bands (vpc.png, vpc_bands.parquet, vpc.json)."""
-    from sim.cohort import default_workers, spec_hash
     from sim.io import check_output_dir, provenance, refuse_other_work, save_figure, staged_outputs, write_json, write_parquet
-    from sim.vpc import bands, coverage, figure, read_observed
+    from sim.workflows.cohort import default_workers, spec_hash
+    from sim.workflows.vpc import bands, coverage, figure, read_observed
 
     sc = _load(scenario, overrides, seed, _param_set(params))
     obs = read_observed(observed)

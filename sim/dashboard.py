@@ -5,7 +5,7 @@ a scenario from the scenario folder (``$CART_SIM_SCENARIOS``, default ``./scenar
 the dose, the CAR's target antigen, the iCAR strength and the seed; *Reset* builds the
 model from them, *Step* advances one day (a Mesa step of this page is a day of core steps)
 and the play button runs the patient through. The curves are the model reporters of
-:class:`sim.mesa_model.CarTModel`'s DataCollector, drawn over days.
+:class:`sim.verify.mesa_model.CarTModel`'s DataCollector, drawn over days.
 
 Choices: "as in scenario" keeps the scenario's own dose or CAR; another antigen makes the
 CAR a single-target CAR on it. I_max applies only to scenarios that carry an iCAR (none
@@ -28,9 +28,9 @@ from mesa.visualization.utils import update_counter
 
 from sim.antigens import default_atlas
 from sim.errors import UserError
-from sim.mesa_model import CarTModel
 from sim.params import PARAMETERS
 from sim.scenario import load_scenario
+from sim.verify.mesa_model import CarTModel
 
 AS_SCENARIO = "as in scenario"
 DOSES = ["1e5", "3e5", "1e6", "3e6", "1e7"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sim.cohort import TRAJECTORIES
+from sim.workflows.cohort import TRAJECTORIES
 
 #: DVID (and CMT, dose in CMT 1) of each exported series, with its unit.
 NONMEM_SERIES = {

@@ -104,7 +104,7 @@ def sweep_heatmap(table, x: str, y: str, metric: str, window: dict, title: str):
         x: Path varied along the x axis.
         y: Path varied along the y axis.
         metric: Column to colour by.
-        window: Metric -> :class:`sim.sweep.Bound`; cells where all hold get a thick outline.
+        window: Metric -> :class:`sim.workflows.sweep.Bound`; cells where all hold get a thick outline.
         title: Figure title.
     """
     import numpy as np
@@ -161,7 +161,7 @@ def sobol_figure(indices, title: str):
 
 def km_figure(patients, title: str):
     """Kaplan-Meier curves of overall and leukemia-free survival with 95% bands (lifelines)."""
-    from sim.survival import ENDPOINTS, kaplan_meier
+    from sim.workflows.survival import ENDPOINTS, kaplan_meier
 
     fig, ax = subplots(1, 1, figsize=(6.0, 4.0))
     for endpoint in ENDPOINTS:
@@ -208,7 +208,7 @@ def spaghetti_figure(result, title: str, max_patients: int = 40):
     """Each patient's daily CAR T, blasts, ANC and IL-6 (thin lines, the first ``max_patients``) over the median."""
     import numpy as np
 
-    from sim.cohort import TRAJECTORIES
+    from sim.workflows.cohort import TRAJECTORIES
 
     traj = result.trajectories
     days = np.arange(traj.shape[2])

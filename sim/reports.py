@@ -31,9 +31,9 @@ from pathlib import Path
 
 from sim import __version__
 from sim.antigens import default_atlas
-from sim.cohort import default_workers, run_cohort
-from sim.emulate import fit_markdown
 from sim.scenario import load_scenario
+from sim.workflows.cohort import default_workers, run_cohort
+from sim.workflows.emulate import fit_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 IL1RAP_ARMS = ("dose_0.1e6", "dose_0.5e6", "dose_1e6", "dose_5e6", "dose_10e6")
@@ -136,8 +136,8 @@ ICAR_KEYS = (
 
 def icar_report(n: int, n_grid: int, workers: int, out: Path) -> str:
     """Markdown of the iCAR comparison plus the I_max x threshold grid; saves figures."""
-    from sim.compare import figures, run_comparison
     from sim.io import save_figure
+    from sim.workflows.compare import figures, run_comparison
 
     arms = [load_scenario(ROOT / "scenarios" / f"{a}.yaml") for a in ICAR_ARMS]
     comp = run_comparison(arms, n, workers)
@@ -207,7 +207,7 @@ def render_icar(data: dict, n_grid: int, grid_lines: list[str]) -> str:
 
 
 def _icar_grid(std, cd16, n: int, workers: int) -> list[str]:
-    from sim.compare import paired_differences
+    from sim.workflows.compare import paired_differences
 
     base = run_cohort(std, n, workers).patients  # the same patients 0..n-1 at every grid point
     lines = [
@@ -239,7 +239,7 @@ def validation_report(records: list, training: list, n: int, fit: tuple[Path, di
 
     ``fit``: the folder and ``fit.json`` of ``cart-sim validate --cv``, given as a third section.
     """
-    from sim.validate import summary_counts
+    from sim.workflows.validate import summary_counts
 
     counts, out_of_sample = summary_counts(records), summary_counts(training)
     fit_option = fitted = ""
@@ -317,8 +317,8 @@ def _records_table(records: list) -> list[str]:
     )
 
 
-#: Rows of the trials table: label and metric, a reported-metric key (``sim.validate.outcome``)
-#: or a cohort outcome (``sim.cohort.OUTCOMES``) for rows no study reports.
+#: Rows of the trials table: label and metric, a reported-metric key (``sim.workflows.validate.outcome``)
+#: or a cohort outcome (``sim.workflows.cohort.OUTCOMES``) for rows no study reports.
 TRIAL_ROWS = (
     ("marrow remission CR/CRh/CRi/MLFS (reported 'CR' unless below)", "complete_remission"),
     ("CR (ELN 2022, counts recovered)", "cr"),
@@ -343,16 +343,16 @@ def _dose_text(dose) -> str:
 
 
 def _trial_hits(metric: str, patients):
-    from sim.cohort import OUTCOMES
-    from sim.validate import outcome
+    from sim.workflows.cohort import OUTCOMES
+    from sim.workflows.validate import outcome
 
     return OUTCOMES[metric](patients) if metric in OUTCOMES else outcome(metric, patients)
 
 
 def trials_report(n: int, workers: int) -> str:
     """TRIALS.md (generated part): every arm of the calibration set at its reported size and at ``n``."""
-    from sim.cohort import wilson
-    from sim.validate import arm_scenarios, clinical_targets, reported_metrics
+    from sim.workflows.cohort import wilson
+    from sim.workflows.validate import arm_scenarios, clinical_targets, reported_metrics
 
     scenarios = arm_scenarios(ROOT / "scenarios")
     lines = [
@@ -409,7 +409,7 @@ PROTOCOL_ROWS = (
 
 def protocols_report(n: int, workers: int) -> str:
     """TRIALS.md (generated part, continued): the protocol scenarios, which report no outcomes here."""
-    from sim.cohort import OUTCOMES, wilson
+    from sim.workflows.cohort import OUTCOMES, wilson
 
     lines = [
         "",
@@ -471,7 +471,7 @@ def sweeps_report(runs: Path, out: Path) -> str:
     """SWEEPS.md (generated part) from the sweep outputs ``runs/{cll1_window,icar_imax,cll1_sobol}/``."""
     import pandas as pd
 
-    from sim.sweep import Sweep
+    from sim.workflows.sweep import Sweep
 
     lines = ["# Sweeps: the CLL1 therapeutic window, the iCAR design space, and what matters most", ""]
     for name in ("cll1_window", "icar_imax", "cll1_sobol"):
@@ -517,7 +517,7 @@ def _spread(metric: str, values) -> float:
     The range of a rate (already on a 0-1 scale), else the range relative to the largest value, so
     that a rate going from 0 to 0.05 does not outrank one going to 0.8.
     """
-    from sim.cohort import OUTCOMES
+    from sim.workflows.cohort import OUTCOMES
 
     span = float(values.max() - values.min())
     return span if metric in OUTCOMES else span / (float(abs(values).max()) + 1e-12)
@@ -527,7 +527,7 @@ def screen_report(runs: Path, out: Path) -> str:
     """TARGET_SCREEN.md (generated part) from the screen output ``runs/target_screen/``."""
     import pandas as pd
 
-    from sim.screen import Screen
+    from sim.workflows.screen import Screen
 
     spec = ROOT / "scenarios" / "sweeps" / "target_screen.yaml"
     sc = Screen(spec)
@@ -575,7 +575,7 @@ def main() -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     # every report keeps the hand-written discussion below its marker
-    from sim.validate import run_validation
+    from sim.workflows.validate import run_validation
 
     name, generate = {
         "il1rap": ("IL1RAP_FORECAST.md", lambda: il1rap_forecast(args.n, workers)),

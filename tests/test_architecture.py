@@ -56,3 +56,15 @@ def test_no_import_cycle_inside_sim():
         if m not in state:
             cycle = visit(m, [m])
             assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_model_imports_neither_workflows_nor_verification():
+    """The layout's direction: workflows and verification use the model, never the reverse."""
+    model = [*(ROOT / "sim" / "core").rglob("*.py")] + [
+        ROOT / "sim" / f"{m}.py" for m in ("model", "scenario", "params", "patient", "antigens", "readouts", "clinical", "outcomes")
+    ]
+    wrong = {
+        str(p.relative_to(ROOT)): sorted(d for d in _imports(p) if d.startswith(("sim.workflows", "sim.verify")))
+        for p in model
+    }
+    assert not {p: d for p, d in wrong.items() if d}

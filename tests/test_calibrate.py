@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sim.calibrate import load_param_set, run_calibration
+from sim.workflows.calibrate import load_param_set, run_calibration
 from tests.conftest import ROOT
 
 TINY = ROOT / "tests" / "data" / "calibration_tiny.yaml"

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.cohort import run_cohort
 from sim.core.platelets import platelet_count
 from sim.model import Simulation
 from sim.readouts import response
 from sim.scenario import load_scenario
+from sim.workflows.cohort import run_cohort
 
 CLL1 = "scenarios/cll1_standard.yaml"
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from sim.cohort import chunk_indices, run_cohort, wilson
+from sim.workflows.cohort import chunk_indices, run_cohort, wilson
 from tests.conftest import SCENARIOS, scenario
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.compare import run_comparison
+from sim.workflows.compare import run_comparison
 from tests.conftest import scenario
 
 FAST = ("resolution.car_t_agents=150", "resolution.blast_agents=150")
@@ -71,7 +71,7 @@ def test_median_difference_and_mean_paired_difference_are_reported_apart(forty_p
     bootstrap interval (seed 7, 1000 resamples: a statistic outside its percentile interval
     would mean the interval was computed on something else).
     """
-    from sim.compare import paired_differences
+    from sim.workflows.compare import paired_differences
 
     base = forty_patients.copy()
     base["days_anc_below_0_5"] = np.arange(40, dtype=float)
@@ -92,7 +92,7 @@ def test_paired_bootstrap_is_narrower_than_unpaired_for_correlated_arms(forty_pa
     Expected: difference of medians exactly 2; with pairing the interval is at most a few days
     wide although each arm's own median interval spans about 10 days (values 0..39).
     """
-    from sim.compare import arm_table, paired_differences
+    from sim.workflows.compare import arm_table, paired_differences
 
     base = forty_patients.copy()
     base["days_anc_below_0_5"] = np.arange(40, dtype=float)
@@ -106,7 +106,7 @@ def test_paired_bootstrap_is_narrower_than_unpaired_for_correlated_arms(forty_pa
 
 
 def test_small_cohorts_get_a_caveat_and_large_ones_do_not():
-    from sim.compare import small_cohort_caveat
+    from sim.workflows.compare import small_cohort_caveat
 
     (caveat,) = small_cohort_caveat("icar", [-0.3, 0.1], 20)  # +/-20 points with 20 patients
     assert "+/-20 points" in caveat and "about 80 patients" in caveat

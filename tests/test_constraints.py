@@ -1,4 +1,4 @@
-"""Behaviours the emulator fit must keep (sim.constraints): outcomes, the behaviour prior, bad specs."""
+"""Behaviours the emulator fit must keep (sim.workflows.constraints): outcomes, the behaviour prior, bad specs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.constraints import Constraint, log_prior, outcome_rule
-from sim.emulate import EmulatorSpec, posterior_draws
+from sim.workflows.constraints import Constraint, log_prior, outcome_rule
+from sim.workflows.emulate import EmulatorSpec, posterior_draws
 from tests.conftest import ROOT
 
 QUICK = ROOT / "scenarios" / "calibration" / "emulator_quick.yaml"
@@ -51,7 +51,7 @@ def test_the_behaviour_prior_removes_the_draws_that_break_a_behaviour():
             return np.zeros((len(unit), 1)), np.full((len(unit), 1), 0.1)
 
     spec = EmulatorSpec(name="t", parameters={"hill_n": {}, "kill_per_activation": {}}, posterior_draws=4000, seed=3)
-    from sim.emulate import Metric, weights_from
+    from sim.workflows.emulate import Metric, weights_from
 
     metrics = [Metric("s", "a", "s", "training", "m", 0, 0)]  # n = 0: the likelihood is 1 everywhere
     draws, mean, sd, loglik, log_q = posterior_draws(Flat(), metrics, spec, lambda line: None,

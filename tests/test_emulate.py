@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.emulate import (
+from sim.workflows.emulate import (
     INERT_TOTAL_INDEX,
     MIN_CONTRACTION,
     Emulators,
@@ -159,7 +159,7 @@ def test_contraction_is_measured_against_the_prior_the_behaviours_leave():
 
     A posterior uniform on [0, 0.5) then contracts x0 by 0, not by the 0.75 the uniform box would say.
     """
-    from sim.emulate import prior_variance
+    from sim.workflows.emulate import prior_variance
 
     spec = EmulatorSpec(name="t", parameters={"hill_n": {}, "crowding_exponent": {}}, posterior_draws=20000, seed=5)
     prior_var = prior_variance(spec, lambda u: np.where(u[:, 0] < 0.5, 0.0, -60.0))

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pandas as pd
 
-from sim.cohort import run_cohort, trajectories_long
 from sim.export import COLUMNS, nonmem_dataset
 from sim.scenario import load_scenario
+from sim.workflows.cohort import run_cohort, trajectories_long
 from tests.conftest import SCENARIOS
 
 

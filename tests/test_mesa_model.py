@@ -2,7 +2,7 @@
 
 import mesa
 
-from sim.mesa_model import CarTModel
+from sim.verify.mesa_model import CarTModel
 from tests.conftest import SCENARIOS
 
 SCN = str(SCENARIOS / "cll1_standard.yaml")

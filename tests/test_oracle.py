@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.model import Simulation
-from sim.oracle import MeanField
 from sim.params import PARAMETERS
+from sim.verify.oracle import MeanField
 from tests.conftest import scenario
 
 CHECK_DAYS = (1, 3, 5, 7, 10, 14, 21, 28)

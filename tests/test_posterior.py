@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy.stats import betabinom
 
-from sim.posterior import parameter_draws
-from sim.validate import compare
+from sim.workflows.posterior import parameter_draws
+from sim.workflows.validate import compare
 
 
 def _cohort(grades: list[int]) -> pd.DataFrame:
@@ -68,7 +68,7 @@ def test_shipping_a_fit_keeps_the_identified_parameters_at_equal_weight(tmp_path
     """
     import json
 
-    import sim.posterior as post
+    import sim.workflows.posterior as post
 
     fit = tmp_path / "fit"
     fit.mkdir()
@@ -95,7 +95,7 @@ def test_the_shipped_posterior_loads_and_states_its_provenance():
     """sim/data/posterior.parquet: known parameters at equal weight; posterior.yaml: data, method, seed, commit, date."""
     import yaml
 
-    import sim.posterior as post
+    import sim.workflows.posterior as post
 
     draws = post.load_posterior(Path(post.SHIPPED))
     assert len(draws) == post.SHIPPED_DRAWS and np.allclose(draws.pop("weight").sum(), 1.0)
@@ -107,8 +107,8 @@ def test_the_shipped_posterior_loads_and_states_its_provenance():
 
 def test_a_posterior_cohort_is_its_replicates_each_under_its_draw():
     """Replicate r equals a plain cohort of root seed + r under draw r (bit-identical), and the predictive spans them."""
-    from sim.cohort import run_cohort, run_posterior_cohort
     from sim.scenario import load_scenario, with_param_set
+    from sim.workflows.cohort import run_cohort, run_posterior_cohort
     from tests.conftest import ROOT
 
     sc = load_scenario(ROOT / "scenarios" / "cll1_standard.yaml", ["horizon_days=6", "resolution.car_t_agents=100",
@@ -126,8 +126,8 @@ def test_a_posterior_cohort_is_its_replicates_each_under_its_draw():
 
 def test_a_posterior_comparison_keeps_the_arms_paired():
     """Two arms under the same two draws: row k is the same virtual patient in both (same draw, same baseline)."""
-    from sim.compare import run_comparison
     from sim.scenario import load_scenario
+    from sim.workflows.compare import run_comparison
     from tests.conftest import ROOT
 
     sets = ["horizon_days=4", "resolution.car_t_agents=100", "resolution.blast_agents=100"]

@@ -29,7 +29,7 @@ def run(sc, patient=0):
 
 @pytest.mark.parametrize("path", PRECLINICAL, ids=[p.stem for p in PRECLINICAL])
 def test_preclinical_scenario_runs_as_a_cohort(path, tmp_path):
-    from sim.cohort import run_cohort
+    from sim.workflows.cohort import run_cohort
 
     sc = load_scenario(path, [*FAST, "horizon_days=4"])
     result = run_cohort(sc, 2)
@@ -172,7 +172,7 @@ def screen_spec(tmp_path, **fields):
 
 
 def test_screen_ranks_by_the_index_with_equal_efficacy_going_to_the_less_toxic(tmp_path):
-    from sim.screen import Screen, rank
+    from sim.workflows.screen import Screen, rank
 
     toxicity = {"metric": "days_anc_below_0_5", "weight": 0.5, "scale": 28}
     sc = Screen(screen_spec(tmp_path, n_patients=4, toxicities=[toxicity], designs={"A": {}, "B": {}}))

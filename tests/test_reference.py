@@ -19,7 +19,7 @@ import pytest
 from scipy.stats import ks_2samp, ttest_ind
 
 from sim.model import Simulation
-from sim.reference import ReferenceModel
+from sim.verify.reference import ReferenceModel
 from tests.conftest import scenario
 
 N_REPLICATES = 24

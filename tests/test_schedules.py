@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 
 from sim.clinical import donor_product_gvl_per_h, gvhd_per_day, hla_rejection_fold
-from sim.cohort import run_cohort
 from sim.core.hematopoiesis import marrow_reserve_fold
 from sim.errors import UserError
 from sim.model import Simulation
 from sim.params import resolve
 from sim.patient import sample_patient
 from sim.scenario import load_scenario
+from sim.workflows.cohort import run_cohort
 
 CLL1 = "scenarios/cll1_standard.yaml"
 SPLIT = "product.infusions=[{day: 0, fraction: 0.1}, {day: 1, fraction: 0.3}, {day: 2, fraction: 0.6}]"

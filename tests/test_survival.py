@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 from lifelines import KaplanMeierFitter
 
-from sim.cohort import run_cohort
-from sim.survival import median_summary
+from sim.workflows.cohort import run_cohort
+from sim.workflows.survival import median_summary
 from tests.conftest import scenario
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sim.sweep import Sweep, run_sweep, sobol_indices
+from sim.workflows.sweep import Sweep, run_sweep, sobol_indices
 from tests.conftest import ROOT
 
 SMALL = ROOT / "tests" / "data" / "sweep_small.yaml"
@@ -38,7 +38,7 @@ def test_local_pool_and_dask_cluster_give_identical_points(tmp_path):
 
 def test_every_point_runs_the_same_virtual_patients(tmp_path):
     """Common random numbers: a point equals a cohort of the base scenario with the point's values set."""
-    from sim.cohort import run_cohort
+    from sim.workflows.cohort import run_cohort
 
     sw = Sweep(SMALL)
     table = run_sweep(sw, tmp_path / "p", workers=1)

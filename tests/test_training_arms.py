@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from sim.scenario import load_scenario
-from sim.validate import SCENARIO_DIRS, arm_scenarios, reported_arms, reported_metrics, target_set
+from sim.workflows.validate import SCENARIO_DIRS, arm_scenarios, reported_arms, reported_metrics, target_set
 from tests.conftest import ROOT
 
 RECORDS = ROOT / "docs" / "training_candidates"

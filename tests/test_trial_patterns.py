@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sim.calibrate import load_param_set
-from sim.cohort import OUTCOMES, run_cohort
 from sim.scenario import with_param_set
+from sim.workflows.calibrate import load_param_set
+from sim.workflows.cohort import OUTCOMES, run_cohort
 from tests.conftest import ROOT, scenario
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import sys
 
 import pandas as pd
 
-from sim.validate import compare, grade_range, outcome, reported_metrics
+from sim.workflows.validate import compare, grade_range, outcome, reported_metrics
 from tests.conftest import ROOT
 
 
@@ -61,7 +61,7 @@ def test_trials_report_gives_every_arm_at_reported_size_and_at_n(monkeypatch):
     from types import SimpleNamespace
 
     import sim.reports as reports
-    from sim.validate import clinical_targets
+    from sim.workflows.validate import clinical_targets
 
     # 20 hand-built patients: CRS grade 2 for the first 5, grade 4 for the rest; CR for every 4th
     patients = pd.DataFrame(

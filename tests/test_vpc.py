@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.cohort import run_cohort, trajectories_long
 from sim.export import nonmem_dataset
-from sim.vpc import bands, coverage, read_observed
+from sim.workflows.cohort import run_cohort, trajectories_long
+from sim.workflows.vpc import bands, coverage, read_observed
 from tests.conftest import SCENARIOS, scenario
 
 FAST = ("resolution.car_t_agents=150", "resolution.blast_agents=150")

@@ -9,7 +9,7 @@ range its share of patients must lie in, with the source of that range:
    ``constraint_patients`` virtual patients (the same ones at every point); the finished
    points are kept in ``OUT/constraints/`` (their own folder: the reported counts' design is
    not rerun when a constraint changes).
-2. Each share is emulated as a reported count is (:class:`sim.emulate.Emulators`).
+2. Each share is emulated as a reported count is (:class:`sim.workflows.emulate.Emulators`).
 3. The prior is multiplied by the probability, under the emulator, that every share lies in
    its range: a behaviour prior. Both fitting methods and every left-out fit use it;
    constraints belong to no study, so leaving a study out never drops them.
@@ -107,8 +107,8 @@ def check_columns(arms: list[tuple[str, str]], names: list[str], spec_path: str)
     Raises:
         UserError: Naming the spec, ``constraints.<name>.outcome``, the column and what was expected.
     """
-    from sim.calibrate import cohort_at
     from sim.errors import UserError
+    from sim.workflows.calibrate import cohort_at
 
     for name, (js, expr) in zip(names, arms, strict=True):
         m = _COMPARISON.fullmatch(expr)
@@ -122,7 +122,7 @@ def check_columns(arms: list[tuple[str, str]], names: list[str], spec_path: str)
 
 def run_point(arms: list[tuple[str, str]], names: list[str], values: list[float], n_patients: int) -> list[int]:
     """Patients with each constraint's outcome (of ``n_patients``) at one design point."""
-    from sim.calibrate import cohort_at
+    from sim.workflows.calibrate import cohort_at
 
     params = dict(zip(names, values, strict=True))
     return [int(outcome_rule(expr)(cohort_at(js, params, n_patients)).sum()) for js, expr in arms]

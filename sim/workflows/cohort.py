@@ -21,7 +21,7 @@ from scipy.stats import binomtest
 from sim import outcomes
 from sim.parallel import run_tasks
 from sim.scenario import Scenario
-from sim.survival import median_summary
+from sim.workflows.survival import median_summary
 
 #: Daily trajectories kept per patient for cohort figures.
 TRAJECTORIES = ("car_t_blood_per_ul", "blasts_total", "anc_1e9_per_l", "il6_pg_per_ml")
@@ -202,7 +202,7 @@ def run_posterior_cohort(
     progress: Callable[[int], None] | None = None,
     scheduler: str | None = None,
 ) -> CohortResult:
-    """``n`` patients split into one replicate cohort per posterior draw (``sim.posterior.parameter_draws``).
+    """``n`` patients split into one replicate cohort per posterior draw (``sim.workflows.posterior.parameter_draws``).
 
     Replicate r runs ``n // len(draws)`` patients on root seed + r under draw r (a scenario's own
     ``params`` still win); the patients table gains ``posterior_draw``, and the summary a

@@ -19,8 +19,8 @@ from scipy import stats
 
 from sim import outcomes
 from sim.antigens import Stage
-from sim.cohort import CohortResult, run_cohort, wilson
 from sim.scenario import Scenario
+from sim.workflows.cohort import CohortResult, run_cohort, wilson
 
 BOOTSTRAP = 1000
 
@@ -150,9 +150,9 @@ def run_comparison(
     """Run every arm on the same ``n`` virtual patients and compare them with the first.
 
     ``draws``: posterior parameter sets; every arm then runs the same replicate cohorts under
-    the same draws (``sim.cohort.run_posterior_cohort``), so patients stay paired.
+    the same draws (``sim.workflows.cohort.run_posterior_cohort``), so patients stay paired.
     """
-    from sim.cohort import run_posterior_cohort
+    from sim.workflows.cohort import run_posterior_cohort
 
     arms = paired_scenarios(scenarios)
     cohorts = []

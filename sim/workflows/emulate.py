@@ -53,11 +53,11 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sim import constraints
-from sim.calibrate import Prior, prior_range, simulate
-from sim.constraints import Constraint
 from sim.errors import UserError, spec_error
 from sim.params import PARAMETERS
+from sim.workflows import constraints
+from sim.workflows.calibrate import Prior, prior_range, simulate
+from sim.workflows.constraints import Constraint
 
 #: Gauss-Hermite nodes for the integral of the binomial likelihood over the emulated logit.
 GH_NODES, GH_WEIGHTS = np.polynomial.hermite.hermgauss(12)
@@ -83,7 +83,7 @@ class EmulatorSpec(BaseModel):
         "..", description="the scenarios folder (whose training/ holds the training arms), relative to the spec"
     )
     seed: int = Field(0, ge=0)
-    constraints: dict[str, Constraint] = Field({}, description="behaviours the fit must keep (sim.constraints)")
+    constraints: dict[str, Constraint] = Field({}, description="behaviours the fit must keep (sim.workflows.constraints)")
     constraint_patients: int = Field(32, ge=2, le=10_000, description="virtual patients per constraint per design point")
     refine_points: int = Field(
         0, ge=0, le=65_536, description="design points of a second wave, drawn from the first wave's posterior (0: none)"
@@ -135,7 +135,7 @@ def load_emulator_spec(path: Path) -> EmulatorSpec:
 
 def reported_counts(spec: EmulatorSpec, scenario_root: Path) -> tuple[list, list[Metric]]:
     """The arms' scenarios (JSON) and their reported metrics, over the spec's target sets."""
-    from sim.validate import SCENARIO_DIRS, arm_cohorts, outcome_rule, target_set
+    from sim.workflows.validate import SCENARIO_DIRS, arm_cohorts, outcome_rule, target_set
 
     sets = overrides(spec)
     arms, metrics = [], []
@@ -182,7 +182,7 @@ def run_point(payload: tuple, names: list[str], values: list[float], n_patients:
 
 
 def _payload(arms: list[str], metrics: list[Metric], n_patients: int) -> tuple:
-    """What ``sim.calibrate.simulate`` needs: arm scenarios, (arm index, metric, key) per metric."""
+    """What ``sim.workflows.calibrate.simulate`` needs: arm scenarios, (arm index, metric, key) per metric."""
     index = {}
     rows = []
     for m in metrics:
@@ -354,7 +354,7 @@ def posterior_draws(
 ) -> tuple:
     """Draws (unit cube), emulated logit mean and sd, log-likelihoods and proposal log densities.
 
-    ``log_prior(draws)``: the behaviour prior's log factor (:mod:`sim.constraints`), folded into
+    ``log_prior(draws)``: the behaviour prior's log factor (:mod:`sim.workflows.constraints`), folded into
     the returned proposal densities, so both methods weigh the draws against the constrained prior.
     ``fixed``: unit-cube coordinates to hold (NaN where a parameter is free): the posterior of the
     free parameters given those values.
@@ -795,8 +795,8 @@ def _behaviour(spec, arms, unit, out, workers, scheduler, log, wave: str | None 
 def _record(spec, spec_path, metrics, values, w, comparison, chosen, identified) -> dict:
     import datetime
 
-    from sim.calibrate import weighted_quantiles
     from sim.io import provenance
+    from sim.workflows.calibrate import weighted_quantiles
 
     posterior = {}
     for j, (name, prior) in enumerate(spec.parameters.items()):
@@ -949,7 +949,7 @@ def _constraints_markdown(rows: list[dict]) -> list[str]:
         return []
     out = [
         "",
-        "Behaviours the fit must keep (`constraints` of the spec, `sim.constraints`): the prior is multiplied by the "
+        "Behaviours the fit must keep (`constraints` of the spec, `sim.workflows.constraints`): the prior is multiplied by the "
         "emulated probability that each share lies in its range. Prior: the simulated shares over the design points "
         "(a Sobol sample of the prior box); posterior: the emulated share and the probability it lies in range.",
         "",

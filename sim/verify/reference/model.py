@@ -14,7 +14,7 @@ then stand unused; the host's lineage counts, observations and clinical state ar
 in step with the agents.
 
 Example:
-    >>> from sim.reference import ReferenceModel
+    >>> from sim.verify.reference import ReferenceModel
     >>> from sim.scenario import load_scenario
     >>> sc = load_scenario("scenarios/cll1_standard.yaml", ["horizon_days=1", "patient.weight_kg=1e-7",
     ...                                                    "product.dose_cells_per_kg=3e8"])

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sim.cohort import CONTINUOUS, OUTCOMES
 from sim.errors import UserError, did_you_mean, spec_error
 from sim.scenario import Scenario, load_base, read_yaml_mapping, set_path, validate
+from sim.workflows.cohort import CONTINUOUS, OUTCOMES
 
 
 class _Strict(BaseModel):
@@ -95,7 +95,7 @@ def rank(screen: Screen, cohorts: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     Every design's intervals resample the same patients (one seed), as ``compare`` does.
     """
-    from sim.compare import ci95
+    from sim.workflows.compare import ci95
 
     spec = screen.spec
     weights = [(t.weight / t.scale) for t in spec.toxicities]

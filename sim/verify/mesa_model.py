@@ -8,7 +8,7 @@ with ``mesa.batch_run``.
 
 Example:
     >>> import mesa
-    >>> from sim.mesa_model import CarTModel
+    >>> from sim.verify.mesa_model import CarTModel
     >>> model = CarTModel("scenarios/cll1_standard.yaml", **{"horizon_days": 1})
     >>> for _ in range(24):
     ...     model.step()

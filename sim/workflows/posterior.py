@@ -5,7 +5,7 @@ Drawing a parameter set per replicate cohort from the posterior of a fit (``post
 of ``cart-sim calibrate`` or ``cart-sim validate --cv``: one column per parameter and a
 ``weight`` column) adds the uncertainty of the parameters. ``fitted`` names the posterior that
 ships with the package (``sim/data/posterior.parquet``, its provenance in ``posterior.yaml``),
-written from a fit folder by ``python -m sim.posterior FIT_DIR``. Its ``posterior_median`` is
+written from a fit folder by ``python -m sim.workflows.posterior FIT_DIR``. Its ``posterior_median`` is
 not the default set: measured by simulation it predicts the reported counts less well than the
 defaults do (``results/VALIDATION.md``).
 """
@@ -90,8 +90,9 @@ def ship(fit_dir: Path, seed: int = 0) -> None:
     record["shipped"] = {"draws": SHIPPED_DRAWS, "resampling_seed": seed, "parameters": names, **provenance()}
     with atomic_path(shipped_file("posterior.yaml")) as tmp:
         tmp.write_text(
-            f"# The posterior shipped with cart-sim: `--posterior {SHIPPED}`. Written by `python -m sim.posterior {fit_dir}`\n"
-            "# from a fit of `cart-sim validate --cv`; the parameters the fit identified, resampled to equal weight.\n"
+            f"# The posterior shipped with cart-sim: `--posterior {SHIPPED}`.\n"
+            f"# Written by `python -m sim.workflows.posterior {fit_dir}` from a fit of `cart-sim validate --cv`;\n"
+            "# the parameters the fit identified, resampled to equal weight.\n"
             + yaml.safe_dump(json.loads(json.dumps(record)), sort_keys=False)
         )
 

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim.cohort import CONTINUOUS, OUTCOMES, patients_frame, run_chunk, wilson
 from sim.errors import SpecKeyError, UserError, did_you_mean, spec_error
 from sim.scenario import Scenario, load_base, read_yaml_mapping, related_paths, set_path, validate, yaml_number
+from sim.workflows.cohort import CONTINUOUS, OUTCOMES, patients_frame, run_chunk, wilson
 
 MEDIAN_PREFIX = "median_"
 

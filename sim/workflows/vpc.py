@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.cohort import TRAJECTORIES
 from sim.errors import UserError
 from sim.export import NONMEM_SERIES
+from sim.workflows.cohort import TRAJECTORIES
 
 #: Series name -> (axis label, floor for the log scale).
 SERIES_AXES = {

@@ -44,8 +44,8 @@ import pandas as pd
 import yaml
 from scipy.stats import betabinom
 
-from sim.cohort import OUTCOMES
 from sim.scenario import read_yaml_mapping
+from sim.workflows.cohort import OUTCOMES
 
 NOT_MODELLED = ("liver_function_damage", "dose_limiting_toxicity")
 
@@ -72,7 +72,7 @@ def grade_range(key: str) -> tuple[int, int]:
     return int(lo), int(hi or lo)
 
 
-#: Reported metrics that are one cohort outcome (``sim.cohort.OUTCOMES``); the rules are in the module docstring.
+#: Reported metrics that are one cohort outcome (``sim.workflows.cohort.OUTCOMES``); the rules are in the module docstring.
 REPORTED_AS_OUTCOME = {
     "cr_cri_mlfs": "cr_cri_mlfs",
     "cr_cri": "cr_cri",
@@ -208,14 +208,14 @@ def run_validation(
         overrides: ``--set`` values applied to every arm.
         scheduler: A Dask scheduler address.
         targets: The set of reported arms (``TARGET_SETS``).
-        draws: Posterior parameter sets (``sim.posterior.parameter_draws``): then ``n_sim`` patients
+        draws: Posterior parameter sets (``sim.workflows.posterior.parameter_draws``): then ``n_sim`` patients
             are split into one replicate cohort per draw, each on its own patients (root seed + r)
             with the same draw in every arm.
 
     Raises:
         KeyError: (study, arm) of a reported arm that has no scenario.
     """
-    from sim.cohort import run_cohort, run_posterior_cohort
+    from sim.workflows.cohort import run_cohort, run_posterior_cohort
 
     scenarios = arm_cohorts(scenario_dir, params, overrides, targets)
     records = []

@@ -96,7 +96,7 @@ def _check(spec: CalibrationSpec, path: Path) -> None:
             )
             raise UserError(src, f"parameters.{name}.range", [lo, hi], expected)
     if spec.data == "synthetic":
-        from sim.sweep import known_metrics
+        from sim.workflows.sweep import known_metrics
 
         if spec.scenario is None:
             raise UserError(src, "scenario", None, "the scenario that generates synthetic data")
@@ -135,7 +135,7 @@ class Problem:
         sets = [f"{k}={'null' if v is None else v}" for k, v in spec.set.items()]
         base = spec_path.parent
         if spec.data == "trials":
-            from sim.validate import arm_scenarios, clinical_targets, reported_metrics
+            from sim.workflows.validate import arm_scenarios, clinical_targets, reported_metrics
 
             files = arm_scenarios((base / spec.scenarios).resolve())
             self.arms, self.observed, self.units, self.metrics = [], {}, {}, []
@@ -167,8 +167,8 @@ class Problem:
 
 def cohort_at(scenario_json: str, params: dict[str, float], n_patients: int) -> pd.DataFrame:
     """The patients table of virtual patients ``0..n_patients-1`` of a scenario with ``params`` set (they win)."""
-    from sim.cohort import patients_frame, run_chunk
     from sim.scenario import Scenario
+    from sim.workflows.cohort import patients_frame, run_chunk
 
     sc = Scenario.model_validate_json(scenario_json)
     sc = sc.model_copy(update={"params": {**sc.params, **params}})
@@ -182,13 +182,13 @@ def simulate(payload: tuple, params: dict[str, float]) -> dict[str, float]:
     frames = {k: cohort_at(js, params, n_patients) for k, js in enumerate(arm_jsons)}
     out = {}
     if data == "trials":
-        from sim.validate import outcome
+        from sim.workflows.validate import outcome
 
         for arm, metric, stat in metrics:
             hits = outcome(metric, frames[arm])
             out[stat] = float(hits.mean()) if hits is not None else float("nan")
         return out
-    from sim.sweep import point_metrics
+    from sim.workflows.sweep import point_metrics
 
     values = point_metrics(frames[0], [m for _, m, _ in metrics])
     return {stat: float(values[m]) for _, m, stat in metrics}
@@ -260,7 +260,7 @@ def run_calibration(spec_path: Path, out: Path, workers: int = 1, scheduler: str
     out.mkdir(parents=True, exist_ok=True)
     ranges = {n: prior_range(n, p) for n, p in spec.parameters.items()}
     prior = pyabc.Distribution(**{n: pyabc.RV("uniform", *_bounds(ranges[n], p.scale)) for n, p in spec.parameters.items()})
-    from sim.abc_sampler import SeededMappingSampler
+    from sim.workflows.abc_sampler import SeededMappingSampler
 
     sampler = SeededMappingSampler(map_, spec.seed)
     np.random.seed(spec.seed)
