@@ -60,11 +60,9 @@ def test_no_import_cycle_inside_sim():
 
 def test_the_model_imports_neither_workflows_nor_verification():
     """The layout's direction: workflows and verification use the model, never the reverse."""
-    model = [*(ROOT / "sim" / "core").rglob("*.py")] + [
-        ROOT / "sim" / f"{m}.py" for m in ("model", "scenario", "params", "patient", "antigens", "readouts", "clinical", "outcomes")
-    ]
+    top = ("model", "scenario", "params", "patient", "antigens", "readouts", "clinical", "outcomes")
+    model = [*(ROOT / "sim" / "core").rglob("*.py"), *(ROOT / "sim" / f"{m}.py" for m in top)]
     wrong = {
-        str(p.relative_to(ROOT)): sorted(d for d in _imports(p) if d.startswith(("sim.workflows", "sim.verify")))
-        for p in model
+        str(p.relative_to(ROOT)): sorted(d for d in _imports(p) if d.startswith(("sim.workflows", "sim.verify"))) for p in model
     }
     assert not {p: d for p, d in wrong.items() if d}
