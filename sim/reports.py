@@ -282,7 +282,8 @@ def validation_report(records: list, training: list, n: int, fit: tuple[Path, di
             "",
             "## The Bayesian fit, in sample and leave one study out",
             "",
-            f"Regenerate: `cart-sim validate --cv --workers 2 --out {folder}` (about 20 minutes here; rerun to resume), "
+            f"Regenerate: `cart-sim validate --cv --workers 2 --out {folder}` (about 80 minutes here from scratch: two "
+            "waves of design points and constraints, then the posterior; rerun to resume), "
             f"then `python -m sim.reports validation -n {n} --fit {folder}`. The tables above score the shipped defaults; "
             "this one scores the fit: each reported count of both sets against its posterior predictive interval, with "
             "its own study group in the fit (in sample) and left out of it.",
