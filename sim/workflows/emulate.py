@@ -316,8 +316,12 @@ def weights_from(loglik: np.ndarray, keep: np.ndarray, log_q: np.ndarray | None 
     ``log_q`` is the log density of the proposal the draws came from, relative to the
     uniform prior on the unit cube (None: the draws are prior draws).
     """
-    total = loglik[:, keep].sum(axis=1) - (0.0 if log_q is None else log_q)
-    w = np.exp(total - total.max())
+    return normalized_exp(loglik[:, keep].sum(axis=1) - (0.0 if log_q is None else log_q))
+
+
+def normalized_exp(log_w: np.ndarray) -> np.ndarray:
+    """Weights from log weights, normalized to sum 1 (shifted by the largest first, so none overflows)."""
+    w = np.exp(log_w - log_w.max())
     return w / w.sum()
 
 
@@ -327,26 +331,19 @@ ADAPT_ROUNDS, ENOUGH_ESS_SHARE, DEFENSIVE, TEMPERED_ESS_SHARE, INFLATE = 12, 0.1
 
 
 def tempered_weights(loglik: np.ndarray, log_q: np.ndarray, min_ess: float) -> tuple[float, np.ndarray]:
-    """The largest power ``beta <= 1`` of the likelihood whose importance weights keep ``min_ess`` effective draws.
+    """The largest power ``beta < 1`` of the likelihood whose importance weights keep ``min_ess`` effective draws.
 
-    Returns ``beta`` and those weights (normalized). With a likelihood much sharper than the
+    For weights at the full likelihood with fewer than ``min_ess`` effective draws. Returns
+    ``beta`` and those weights (normalized). With a likelihood much sharper than the
     proposal, the full weights sit on a few draws and a normal fitted to them is noise; fitted to
     the tempered weights it moves toward the posterior a step at a time (likelihood tempering,
     as in sequential Monte Carlo samplers: Del Moral, Doucet & Jasra 2006, JRSS B 68:411).
     """
-
-    def weights(beta):
-        t = beta * loglik - log_q
-        w = np.exp(t - t.max())
-        return w / w.sum()
-
-    if effective_sample_size(w := weights(1.0)) >= min_ess:
-        return 1.0, w
     lo, hi = 0.0, 1.0
     for _ in range(30):  # bisection: the effective sample size falls as beta rises
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if effective_sample_size(weights(mid)) >= min_ess else (lo, mid)
-    return lo, weights(lo)
+        lo, hi = (mid, hi) if effective_sample_size(normalized_exp(mid * loglik - log_q)) >= min_ess else (lo, mid)
+    return lo, normalized_exp(lo * loglik - log_q)
 
 
 def posterior_draws(
@@ -387,8 +384,9 @@ def posterior_draws(
             log_q = log_q - log_prior(full)
         mean, sd = emulators.predict(full)
         loglik = log_likelihood(mean, sd, metrics)
-        ess = effective_sample_size(weights_from(loglik, everything, log_q))
-        beta, w = tempered_weights(loglik.sum(axis=1), log_q, TEMPERED_ESS_SHARE * n)
+        w = weights_from(loglik, everything, log_q)
+        ess, min_ess = effective_sample_size(w), TEMPERED_ESS_SHARE * n
+        beta, w = (1.0, w) if ess >= min_ess else tempered_weights(loglik.sum(axis=1), log_q, min_ess)
         log(f"importance sampling round {k + 1}: effective sample size {ess:.0f} of {n} (next proposal at power {beta:.2g})")
         if ess > best[0]:  # a later proposal can fit worse (a normal fitted to few effective draws): keep the best
             best = (ess, full, mean, sd, loglik, log_q)
@@ -425,17 +423,10 @@ def predictive_interval(
     return float(draws.mean()), int(lo), int(hi)
 
 
-@dataclass
-class Prediction:
-    """One reported count against its posterior predictive interval."""
+@dataclass(frozen=True)
+class Prediction(Metric):
+    """One reported count (its :class:`Metric` fields first) against its posterior predictive interval."""
 
-    study: str
-    arm: str
-    group: str
-    target_set: str
-    metric: str
-    reported: int
-    n: int
     method: str
     mode: str
     predicted_mean: float
@@ -619,11 +610,10 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
         extra = refined_design(spec, first, out / wave)
         log(f"refinement: {len(extra)} design points drawn from the stage-1 posterior")
         unit = np.vstack([unit, extra])
-        more = run_design(run_point, payload, spec, extra, spec.n_patients, out / wave, workers, scheduler, log)
-        counts = np.vstack([counts, more])
+        refined = run_design(run_point, payload, spec, extra, spec.n_patients, out / wave, workers, scheduler, log)
+        counts = np.vstack([counts, refined])
         if behaviour is not None:
-            more = _behaviour(spec, behaviour_arms, extra, out, workers, scheduler, log, wave=wave)
-            behaviour = np.vstack([behaviour, more])
+            behaviour = np.vstack([behaviour, _behaviour(spec, behaviour_arms, extra, out, workers, scheduler, log, wave)])
         emulators, behaviour_emulators, log_prior = _emulate(spec, unit, counts, behaviour, log)
         log("stage 1 again, on both waves")
         first = _posterior(emulators, metrics, spec, log, log_prior)
@@ -742,9 +732,7 @@ def prior_variance(spec: EmulatorSpec, log_prior=None) -> np.ndarray:
     if log_prior is None:
         return np.full(len(spec.parameters), 1.0 / 12.0)
     u = qmc.Halton(len(spec.parameters), scramble=True, seed=spec.seed + 2).random(spec.posterior_draws)
-    lp = log_prior(u)
-    w = np.exp(lp - lp.max())
-    return _weighted_variance(u, w / w.sum())
+    return _weighted_variance(u, normalized_exp(log_prior(u)))
 
 
 def contraction(spec: EmulatorSpec, draws: np.ndarray, w: np.ndarray, prior_var: np.ndarray | None = None) -> dict[str, float]:
