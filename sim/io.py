@@ -117,9 +117,30 @@ def write_json(path: str | Path, data: dict) -> None:
 
 
 def write_parquet(path: str | Path, df) -> None:
-    """Write a DataFrame to parquet, atomically."""
+    """Write a DataFrame, or a dict of equal-length columns (without importing pandas), to parquet, atomically."""
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        if isinstance(df, dict):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_arrays([_arrow(v) for v in df.values()], names=list(df)), tmp)
+        else:
+            df.to_parquet(tmp, index=False)
+
+
+def _arrow(v):
+    """A numpy column as an Arrow array, from its buffers: ``pa.array`` would import pandas (half a second)."""
+    import numpy as np
+    import pyarrow as pa
+
+    v = np.ascontiguousarray(v)
+    if v.dtype.kind == "U":
+        data = [x.encode() for x in v.tolist()]
+        offsets = np.concatenate([[0], np.cumsum([len(x) for x in data])]).astype(np.int32)
+        return pa.Array.from_buffers(pa.string(), len(v), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+    if v.dtype.kind == "b":  # Arrow packs booleans in bits
+        return pa.Array.from_buffers(pa.bool_(), len(v), [None, pa.py_buffer(np.packbits(v, bitorder="little"))])
+    return pa.Array.from_buffers(pa.from_numpy_dtype(v.dtype), len(v), [None, pa.py_buffer(v)])
 
 
 def save_figure(path: str | Path, fig, tight: bool = True) -> None:

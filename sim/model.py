@@ -706,10 +706,8 @@ class Recorder:
             killed_last={col: float(a.killed[n - 1, s]) for s, col in enumerate(STAGE_COLUMNS)},
         )
 
-    def frame(self):
-        """The time series as a long pandas DataFrame (one row per time and compartment)."""
-        import pandas as pd
-
+    def columns(self) -> dict[str, np.ndarray]:
+        """The long time series (one row per time and compartment present) as named columns."""
         a, n = self.arrays, self.n
         rows = {"t_days": np.repeat(a.t_day[:n], N_COMP), "compartment": np.tile(np.array(["bm", "pb", "emd"]), n)}
         for k, col in enumerate(TS_COMP_COLUMNS):
@@ -723,10 +721,16 @@ class Recorder:
             rows[col] = np.repeat(a.glob[:n, k], N_COMP)
         for s, col in enumerate(STAGE_COLUMNS):
             rows[f"killed_{col}"] = np.repeat(a.killed[:n, s], N_COMP)
-        df = pd.DataFrame(rows)
         if not self.sim.present[EMD]:
-            df = df[df.compartment != "emd"].reset_index(drop=True)
-        return df
+            keep = rows["compartment"] != "emd"
+            rows = {col: v[keep] for col, v in rows.items()}
+        return rows
+
+    def frame(self):
+        """The time series as a long pandas DataFrame (see :meth:`columns`)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.columns())
 
 
 @dataclass
@@ -754,7 +758,7 @@ class Series:
 
 @dataclass
 class Result:
-    """What one run produced; the long time series is built on first use (pandas)."""
+    """What one run produced; the long time series is built on first use."""
 
     scenario: Scenario
     patient: VirtualPatient
@@ -765,3 +769,8 @@ class Result:
     def timeseries(self):
         """The time series as a long pandas DataFrame (see :meth:`Recorder.frame`)."""
         return self.recorder.frame()
+
+    @cached_property
+    def columns(self) -> dict[str, np.ndarray]:
+        """The same time series as named arrays (no pandas: what ``cart-sim run`` writes and plots)."""
+        return self.recorder.columns()

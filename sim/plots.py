@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
@@ -15,32 +16,42 @@ def subplots(*args, **kwargs):
 
 
 def patient_figure(ts, summary: dict, blood_l: float):
-    """CAR T, blasts, ANC and IL-6 over days (log axes where counts span decades)."""
-    pb = ts[ts.compartment == "pb"]
-    bm = ts[ts.compartment == "bm"]
-    t = pb.t_days.to_numpy()
+    """CAR T, blasts, ANC and IL-6 over days (log axes where counts span decades).
+
+    ``ts``: the long time series, a DataFrame or a dict of columns (rows by time, then compartment).
+    """
+    compartment = np.asarray(ts["compartment"])
+    per_time = len(compartment) // max(1, len(np.unique(np.asarray(ts["t_days"]))))
+
+    def col(name, where=None):
+        v = np.asarray(ts[name], dtype=float)
+        return v[compartment == where] if where else v.reshape(-1, per_time).sum(axis=1)  # summed over compartments
+
+    pb = {name: col(name, "pb") for name in ("t_days", "car_t_memory", "car_t_effector", "car_t_exhausted",
+                                              "anc_1e9_per_l", "il6_pg_per_ml", "ifng_pg_per_ml")}  # fmt: skip
+    t = pb["t_days"]
     fig, axes = subplots(2, 2, figsize=(10, 7), sharex=True)
     ax = axes[0, 0]
-    car_pb = (pb.car_t_memory + pb.car_t_effector + pb.car_t_exhausted).to_numpy() / (blood_l * 1e6)
+    car_pb = (pb["car_t_memory"] + pb["car_t_effector"] + pb["car_t_exhausted"]) / (blood_l * 1e6)
     ax.semilogy(t, car_pb.clip(1e-4), label="blood (cells/uL)")
     ax.set_title("CAR T cells in blood")
     ax.set_ylabel("cells per uL")
     ax = axes[0, 1]
-    ax.semilogy(t, ts.groupby("t_days").blasts.sum().to_numpy().clip(1), label="all blasts")
-    ax.semilogy(t, ts.groupby("t_days").blasts_target_negative.sum().to_numpy().clip(1), label="CAR-target-negative", ls="--")
+    ax.semilogy(t, col("blasts").clip(1), label="all blasts")
+    ax.semilogy(t, col("blasts_target_negative").clip(1), label="CAR-target-negative", ls="--")
     ax.set_title(f"Leukemic blasts (BM blasts day 28: {summary['bm_blast_percent_day28']:.2g}%)")
     ax.set_ylabel("cells")
     ax.legend(fontsize=8)
     ax = axes[1, 0]
-    ax.semilogy(t, pb.anc_1e9_per_l.to_numpy().clip(1e-3))
+    ax.semilogy(t, pb["anc_1e9_per_l"].clip(1e-3))
     for y, ls in ((0.5, "--"), (0.1, ":")):
         ax.axhline(y, color="grey", ls=ls, lw=0.8)
     ax.set_title(f"ANC (nadir {summary['anc_nadir_1e9_per_l']:.2g}e9/L)")
     ax.set_ylabel("1e9/L")
     ax = axes[1, 1]
-    ax.semilogy(t, pb.il6_pg_per_ml.to_numpy().clip(0.1), label="IL-6 blood")
-    ax.semilogy(t, pb.ifng_pg_per_ml.to_numpy().clip(0.1), label="IFN-gamma blood", alpha=0.7)
-    ax.semilogy(t, bm.il6_pg_per_ml.to_numpy().clip(0.1), label="IL-6 marrow", ls="--", alpha=0.7)
+    ax.semilogy(t, pb["il6_pg_per_ml"].clip(0.1), label="IL-6 blood")
+    ax.semilogy(t, pb["ifng_pg_per_ml"].clip(0.1), label="IFN-gamma blood", alpha=0.7)
+    ax.semilogy(t, col("il6_pg_per_ml", "bm").clip(0.1), label="IL-6 marrow", ls="--", alpha=0.7)
     ax.set_title(f"Cytokines (CRS grade {summary['crs_grade']}, ICANS {summary['icans_grade']})")
     ax.set_ylabel("pg/mL")
     ax.legend(fontsize=8)

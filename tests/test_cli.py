@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -67,6 +68,33 @@ def test_run_writes_the_three_outputs(tmp_path):
     os.umask(umask)
     for p in out.iterdir():  # the mode of a plain open(): readable by others unless the umask says not
         assert p.stat().st_mode & 0o777 == 0o666 & ~umask, (p.name, oct(p.stat().st_mode))
+
+
+def test_run_writes_the_time_series_pandas_would_and_never_imports_it(tmp_path):
+    """`cart-sim run` writes its time series from arrays (pandas costs half its start-up): the same table."""
+    from sim.model import Simulation
+    from sim.scenario import load_scenario
+
+    out = tmp_path / "run"
+    code = (
+        "import sys; from sim.cli import main; sys.argv = ['cart-sim', 'run', sys.argv[1], '--set', 'horizon_days=2', "
+        "'--out', sys.argv[2]]\ntry: main()\nexcept SystemExit: pass\nprint('pandas' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code, STD, str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "False"
+    expected = Simulation(load_scenario(STD, ["horizon_days=2"]), 0).run().timeseries
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "timeseries.parquet"), expected)
+
+
+def test_parquet_from_columns_reads_back_as_pandas_writes_it(tmp_path):
+    from sim.io import write_parquet
+
+    cols = {"f": np.array([0.5, -1.0, np.nan]), "i": np.arange(3, dtype=np.int64), "b": np.array([True, False, True]),
+            "s": np.array(["bm", "pb", "emd"])}  # fmt: skip
+    write_parquet(tmp_path / "a.parquet", cols)
+    write_parquet(tmp_path / "b.parquet", pd.DataFrame(cols))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet"))
 
 
 def test_seed_option_changes_seed(tmp_path):
