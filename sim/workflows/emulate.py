@@ -16,8 +16,9 @@ ABC-SMC needs thousands of cohort simulations per generation; this fit needs one
    ``n_patients``; predictions carry the GP's uncertainty about the expected rate, not that noise.
 4. Posterior: ``posterior_draws`` draws weighted by the likelihood of the reported counts
    (binomial, the rate integrated over the emulator's uncertainty on the logit scale by
-   Gauss-Hermite quadrature): importance sampling from prior draws, then from proposals adapted
-   to the tempered posterior, reported with its effective sample size.
+   Gauss-Hermite quadrature): tempered sequential Monte Carlo on the emulators finds the
+   posterior, and importance sampling from a Gaussian mixture fitted to its particles weighs the
+   draws, reported with its effective sample size.
    Metrics of one arm are treated as independent, which overstates the information when an arm
    reports nested counts (any CRS and CRS grade 3 or higher).
 5. A second method on the same design: history matching (Vernon et al. 2010, Bayesian
@@ -325,25 +326,102 @@ def normalized_exp(log_w: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-#: Rounds of adaptive importance sampling, the effective sample size that ends them early, the defensive share,
-#: the effective share a proposal is fitted to (tempered), and the inflation of its covariance.
-ADAPT_ROUNDS, ENOUGH_ESS_SHARE, DEFENSIVE, TEMPERED_ESS_SHARE, INFLATE = 12, 0.1, 0.2, 0.005, 1.5
+#: Tempered sequential Monte Carlo on the emulators: particles (at most), the effective share each
+#: temperature keeps, and the Metropolis moves per temperature.
+SMC_PARTICLES, SMC_ESS_SHARE, SMC_MOVES = 4000, 0.5, 5
+#: Importance sampling after it: rounds at most, the effective share that ends them, the defensive
+#: (uniform) share, the mixture's components (at most) and the inflation of their covariances.
+IS_ROUNDS, ENOUGH_ESS_SHARE, DEFENSIVE, MIXTURE_COMPONENTS, INFLATE = 3, 0.1, 0.2, 32, 1.5
 
 
-def tempered_weights(loglik: np.ndarray, log_q: np.ndarray, min_ess: float) -> tuple[float, np.ndarray]:
-    """The largest power ``beta < 1`` of the likelihood whose importance weights keep ``min_ess`` effective draws.
-
-    For weights at the full likelihood with fewer than ``min_ess`` effective draws. Returns
-    ``beta`` and those weights (normalized). With a likelihood much sharper than the
-    proposal, the full weights sit on a few draws and a normal fitted to them is noise; fitted to
-    the tempered weights it moves toward the posterior a step at a time (likelihood tempering,
-    as in sequential Monte Carlo samplers: Del Moral, Doucet & Jasra 2006, JRSS B 68:411).
-    """
-    lo, hi = 0.0, 1.0
-    for _ in range(30):  # bisection: the effective sample size falls as beta rises
+def next_temperature(log_target: np.ndarray, beta: float, min_ess: float) -> float:
+    """The largest temperature above ``beta`` (at most 1) whose incremental weights keep ``min_ess`` effective draws."""
+    if effective_sample_size(normalized_exp((1.0 - beta) * log_target)) >= min_ess:
+        return 1.0
+    lo, hi = beta, 1.0
+    for _ in range(40):  # bisection: the effective sample size falls as the temperature rises
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if effective_sample_size(normalized_exp(mid * loglik - log_q)) >= min_ess else (lo, mid)
-    return lo, normalized_exp(lo * loglik - log_q)
+        lo, hi = (mid, hi) if effective_sample_size(normalized_exp((mid - beta) * log_target)) >= min_ess else (lo, mid)
+    return max(lo, beta + 1e-12)
+
+
+def smc_particles(log_target, d: int, n: int, rng: np.random.Generator, log=print) -> np.ndarray:
+    """``n`` draws (unit cube, uniform prior) of the density ``exp(log_target)``, by tempered sequential Monte Carlo.
+
+    From prior draws, each temperature ``beta`` is raised as far
+    as keeps ``SMC_ESS_SHARE`` of the particles effective; the particles are resampled and moved by
+    ``SMC_MOVES`` random-walk Metropolis steps on ``exp(beta * log_target)``, their covariance
+    scaled toward a 23% acceptance (Del Moral, Doucet & Jasra 2006, JRSS B 68:411). The moves
+    follow a curved or sharp posterior far better than a normal fitted to weighted prior draws.
+    """
+    x = rng.random((n, d))
+    ll = log_target(x)
+    beta, scale, steps = 0.0, 2.38 / math.sqrt(d), 0
+    while beta < 1.0:
+        beta_next = next_temperature(ll, beta, SMC_ESS_SHARE * n)
+        idx = _systematic_resample(normalized_exp((beta_next - beta) * ll), rng)
+        x, ll, beta, steps = x[idx], ll[idx], beta_next, steps + 1
+        chol = np.linalg.cholesky(np.cov(x.T).reshape(d, d) + 1e-10 * np.eye(d))
+        for _ in range(SMC_MOVES):
+            prop = x + scale * rng.standard_normal((n, d)) @ chol.T
+            inside = np.all((prop >= 0.0) & (prop <= 1.0), axis=1)
+            ll_prop = np.full(n, -np.inf)
+            if inside.any():
+                ll_prop[inside] = log_target(prop[inside])
+            accept = np.log(rng.random(n)) < beta * (ll_prop - ll)
+            x[accept], ll[accept] = prop[accept], ll_prop[accept]
+            scale *= math.exp(accept.mean() - 0.234)  # toward the optimal random-walk acceptance
+        log(f"sequential Monte Carlo step {steps}: temperature {beta:.3g}")
+    return x
+
+
+def _systematic_resample(w: np.ndarray, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
+    """Indices of ``size`` (default ``len(w)``) draws by systematic resampling (the least noise of the usual schemes)."""
+    size = len(w) if size is None else size
+    positions = (rng.random() + np.arange(size)) / size
+    return np.minimum(np.searchsorted(np.cumsum(w), positions), len(w) - 1)
+
+
+class MixtureProposal:
+    """A proposal: a Gaussian mixture fitted to posterior draws and a ``DEFENSIVE`` share of the uniform prior.
+
+    The mixture's covariances are inflated by ``INFLATE`` and it is truncated to the unit cube; the
+    uniform share keeps the tails that leaving a study out may need.
+    """
+
+    def __init__(self, draws: np.ndarray, seed: int):
+        from sklearn.mixture import GaussianMixture
+
+        d = draws.shape[1]
+        k = max(1, min(MIXTURE_COMPONENTS, len(draws) // (10 * (d + 1))))
+        gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-6, random_state=seed).fit(draws)
+        self.weights, self.means = gmm.weights_, gmm.means_
+        self.chols = np.linalg.cholesky(INFLATE * gmm.covariances_)
+        self.mass = 1.0  # the mixture's probability inside the cube, measured when drawing
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` draws on the unit cube (the uniform share first)."""
+        d, n_uniform = self.means.shape[1], int(DEFENSIVE * n)
+        kept, tried = [rng.random((n_uniform, d))], 0
+        while sum(len(x) for x in kept[1:]) < n - n_uniform:  # the mixture truncated to the cube, by rejection
+            comp = rng.choice(len(self.weights), size=max(n, 1), p=self.weights)
+            x = self.means[comp] + np.einsum("nij,nj->ni", self.chols[comp], rng.standard_normal((len(comp), d)))
+            kept.append(x[np.all((x >= 0) & (x <= 1), axis=1)])
+            tried += len(comp)
+        self.mass = sum(len(x) for x in kept[1:]) / tried
+        return np.vstack(kept)[:n]
+
+    def log_density(self, x: np.ndarray) -> np.ndarray:
+        """Log density relative to the uniform prior on the cube (after :meth:`sample` has measured the mass)."""
+        from scipy.special import logsumexp
+
+        d = x.shape[1]
+        log_comp = np.empty((len(x), len(self.weights)))
+        for j, (mean, chol) in enumerate(zip(self.means, self.chols, strict=True)):
+            z = np.linalg.solve(chol, (x - mean).T)
+            log_det = 2.0 * np.log(np.diag(chol)).sum()
+            log_comp[:, j] = np.log(self.weights[j]) - 0.5 * (np.sum(z**2, axis=0) + log_det + d * math.log(2 * math.pi))
+        return np.log(DEFENSIVE + (1 - DEFENSIVE) * np.exp(logsumexp(log_comp, axis=1)) / self.mass)
 
 
 def posterior_draws(
@@ -356,15 +434,13 @@ def posterior_draws(
     ``fixed``: unit-cube coordinates to hold (NaN where a parameter is free): the posterior of the
     free parameters given those values.
 
-    Prior draws (scrambled Halton) first; while the effective sample size is below
-    ``ENOUGH_ESS_SHARE`` of the draws, the next round draws from a mixture of the uniform prior
-    (``DEFENSIVE``: it keeps the tails that leaving a study out may need) and a normal fitted to
-    the draws weighted by the tempered likelihood (:func:`tempered_weights`, covariance times
-    ``INFLATE``), truncated to the cube. The round with the largest effective sample size (at the
-    full likelihood) is returned.
+    Sequential Monte Carlo on the emulators (:func:`smc_particles`) finds the posterior; a
+    :class:`MixtureProposal` fitted to its particles proposes the ``posterior_draws`` draws, which
+    importance sampling weighs (so each left-out study's posterior is a reweighting of the same
+    draws, and the effective sample size says honestly how well the proposal fits). While that is
+    below ``ENOUGH_ESS_SHARE`` of the draws and still grows by a tenth, the mixture is refitted to
+    the weighted draws; the best round is returned.
     """
-    from scipy.stats import multivariate_normal, qmc
-
     fixed = np.full(len(spec.parameters), np.nan) if fixed is None else np.asarray(fixed, float)
     free = np.isnan(fixed)
     d, n = int(free.sum()), spec.posterior_draws
@@ -374,37 +450,33 @@ def posterior_draws(
         full[:, free] = x
         return full
 
+    def prior_factor(full):
+        return np.zeros(len(full)) if log_prior is None else log_prior(full)
+
+    def log_target(x):
+        full = embed(x)
+        return log_likelihood(*emulators.predict(full), metrics).sum(axis=1) + prior_factor(full)
+
     rng = np.random.default_rng(spec.seed + 1)
-    draws, log_q = qmc.Halton(d, scramble=True, seed=spec.seed + 1).random(n), np.zeros(n)
-    everything = np.ones(len(metrics), bool)
+    particles = smc_particles(log_target, d, min(SMC_PARTICLES, n), rng, log)
     best: tuple = (-1.0,)
-    for k in range(ADAPT_ROUNDS):
+    for k in range(IS_ROUNDS):
+        mixture = MixtureProposal(particles, spec.seed + k)
+        draws = mixture.sample(n, rng)
         full = embed(draws)
-        if log_prior is not None:
-            log_q = log_q - log_prior(full)
+        log_q = mixture.log_density(draws) - prior_factor(full)
         mean, sd = emulators.predict(full)
         loglik = log_likelihood(mean, sd, metrics)
-        w = weights_from(loglik, everything, log_q)
-        ess, min_ess = effective_sample_size(w), TEMPERED_ESS_SHARE * n
-        beta, w = (1.0, w) if ess >= min_ess else tempered_weights(loglik.sum(axis=1), log_q, min_ess)
-        log(f"importance sampling round {k + 1}: effective sample size {ess:.0f} of {n} (next proposal at power {beta:.2g})")
-        if ess > best[0]:  # a later proposal can fit worse (a normal fitted to few effective draws): keep the best
-            best = (ess, full, mean, sd, loglik, log_q)
-        if ess >= ENOUGH_ESS_SHARE * n or k == ADAPT_ROUNDS - 1:
-            return best[1:]
-        centre = w @ draws
-        cov = INFLATE * np.cov(draws.T, aweights=w).reshape(d, d) + 1e-6 * np.eye(d)
-        normal = multivariate_normal(centre, cov)
-        n_uniform = int(DEFENSIVE * n)
-        kept, tried = [], 0
-        while sum(len(x) for x in kept) < n - n_uniform:  # the normal truncated to the cube, by rejection
-            x = normal.rvs(size=n, random_state=rng).reshape(-1, d)
-            kept.append(x[np.all((x >= 0) & (x <= 1), axis=1)])
-            tried += n
-        mass = sum(len(x) for x in kept) / tried  # the normal's mass inside the cube
-        draws = np.vstack([rng.random((n_uniform, d)), np.vstack(kept)[: n - n_uniform]])
-        log_q = np.log(DEFENSIVE + (1 - DEFENSIVE) * np.exp(normal.logpdf(draws)) / mass)
-    raise AssertionError("unreachable")
+        w = weights_from(loglik, np.ones(len(metrics), bool), log_q)
+        ess = effective_sample_size(w)
+        log(f"importance sampling round {k + 1}: effective sample size {ess:.0f} of {n}")
+        if ess <= 1.1 * best[0]:  # no real gain on the last round
+            break
+        best = (ess, full, mean, sd, loglik, log_q)
+        if ess >= ENOUGH_ESS_SHARE * n:
+            break
+        particles = draws[_systematic_resample(w, rng, len(particles))]
+    return best[1:]
 
 
 def effective_sample_size(w: np.ndarray) -> float:
