@@ -327,8 +327,9 @@ def normalized_exp(log_w: np.ndarray) -> np.ndarray:
 
 
 #: Tempered sequential Monte Carlo on the emulators: particles (at most), the effective share each
-#: temperature keeps, and the Metropolis moves per temperature.
-SMC_PARTICLES, SMC_ESS_SHARE, SMC_MOVES = 4000, 0.5, 5
+#: temperature keeps, the share of particles that must have moved before the next temperature, and
+#: the Metropolis moves per temperature at most.
+SMC_PARTICLES, SMC_ESS_SHARE, SMC_MOVED_SHARE, SMC_MAX_MOVES = 4000, 0.5, 0.9, 30
 #: Importance sampling after it: rounds at most, the effective share that ends them, the defensive
 #: (uniform) share, the mixture's components (at most) and the inflation of their covariances.
 IS_ROUNDS, ENOUGH_ESS_SHARE, DEFENSIVE, MIXTURE_COMPONENTS, INFLATE = 3, 0.1, 0.2, 32, 1.5
@@ -348,11 +349,12 @@ def next_temperature(log_target: np.ndarray, beta: float, min_ess: float) -> flo
 def smc_particles(log_target, d: int, n: int, rng: np.random.Generator, log=print) -> np.ndarray:
     """``n`` draws (unit cube, uniform prior) of the density ``exp(log_target)``, by tempered sequential Monte Carlo.
 
-    From prior draws, each temperature ``beta`` is raised as far
-    as keeps ``SMC_ESS_SHARE`` of the particles effective; the particles are resampled and moved by
-    ``SMC_MOVES`` random-walk Metropolis steps on ``exp(beta * log_target)``, their covariance
-    scaled toward a 23% acceptance (Del Moral, Doucet & Jasra 2006, JRSS B 68:411). The moves
-    follow a curved or sharp posterior far better than a normal fitted to weighted prior draws.
+    From prior draws, each temperature ``beta`` is raised as far as keeps ``SMC_ESS_SHARE`` of the
+    particles effective; the particles are resampled and moved by random-walk Metropolis steps on
+    ``exp(beta * log_target)``, their covariance scaled toward a 23% acceptance (Del Moral, Doucet
+    & Jasra 2006, JRSS B 68:411), until ``SMC_MOVED_SHARE`` of them have moved (resampling leaves
+    copies; a mixture fitted to copies is too narrow). The moves follow a curved or sharp
+    posterior far better than a normal fitted to weighted prior draws.
     """
     x = rng.random((n, d))
     ll = log_target(x)
@@ -362,16 +364,19 @@ def smc_particles(log_target, d: int, n: int, rng: np.random.Generator, log=prin
         idx = _systematic_resample(normalized_exp((beta_next - beta) * ll), rng)
         x, ll, beta, steps = x[idx], ll[idx], beta_next, steps + 1
         chol = np.linalg.cholesky(np.cov(x.T).reshape(d, d) + 1e-10 * np.eye(d))
-        for _ in range(SMC_MOVES):
+        moved = np.zeros(n, bool)
+        for _ in range(SMC_MAX_MOVES):
             prop = x + scale * rng.standard_normal((n, d)) @ chol.T
             inside = np.all((prop >= 0.0) & (prop <= 1.0), axis=1)
             ll_prop = np.full(n, -np.inf)
             if inside.any():
                 ll_prop[inside] = log_target(prop[inside])
             accept = np.log(rng.random(n)) < beta * (ll_prop - ll)
-            x[accept], ll[accept] = prop[accept], ll_prop[accept]
+            x[accept], ll[accept], moved = prop[accept], ll_prop[accept], moved | accept
             scale *= math.exp(accept.mean() - 0.234)  # toward the optimal random-walk acceptance
-        log(f"sequential Monte Carlo step {steps}: temperature {beta:.3g}")
+            if moved.mean() >= SMC_MOVED_SHARE:
+                break
+        log(f"sequential Monte Carlo step {steps}: temperature {beta:.3g}, {moved.mean():.0%} of the particles moved")
     return x
 
 
