@@ -54,7 +54,7 @@ def test_the_behaviour_prior_removes_the_draws_that_break_a_behaviour():
     from sim.workflows.emulate import Metric, weights_from
 
     metrics = [Metric("s", "a", "s", "training", "m", 0, 0)]  # n = 0: the likelihood is 1 everywhere
-    draws, mean, sd, loglik, log_q = posterior_draws(Flat(), metrics, spec, lambda line: None,
+    draws, mean, sd, loglik, log_q, _ = posterior_draws(Flat(), metrics, spec, lambda line: None,
                                                      lambda x: np.where(x[:, 0] < 0.5, 0.0, -50.0))  # fmt: skip
     w = weights_from(loglik, np.ones(1, bool), log_q)
     assert w[draws[:, 0] >= 0.5].sum() < 1e-12

@@ -192,7 +192,7 @@ _EIGHT = ["hill_n", "kill_per_activation", "search_rate_l_per_h", "car_t_max_div
 def _weighted(emulators, n_counts: int) -> tuple:
     spec = EmulatorSpec(name="t", parameters={n: {} for n in _EIGHT}, posterior_draws=20_000, seed=1)
     metrics = [Metric("s", "a", "s", "training", "m", 300, 1000) for _ in range(n_counts)]
-    draws, _, _, loglik, log_q = posterior_draws(emulators, metrics, spec, lambda line: None)
+    draws, _, _, loglik, log_q, _ = posterior_draws(emulators, metrics, spec, lambda line: None)
     w = weights_from(loglik, np.ones(n_counts, bool), log_q)
     mean = w @ draws
     return effective_sample_size(w), mean, np.sqrt(w @ (draws - mean) ** 2)

@@ -432,7 +432,7 @@ class MixtureProposal:
 def posterior_draws(
     emulators: Emulators, metrics: list[Metric], spec: EmulatorSpec, log=print, log_prior=None, fixed=None
 ) -> tuple:
-    """Draws (unit cube), emulated logit mean and sd, log-likelihoods and proposal log densities.
+    """Draws (unit cube), emulated logit mean and sd, log-likelihoods, proposal log densities, and SMC's particles.
 
     ``log_prior(draws)``: the behaviour prior's log factor (:mod:`sim.workflows.constraints`), folded into
     the returned proposal densities, so both methods weigh the draws against the constrained prior.
@@ -463,7 +463,7 @@ def posterior_draws(
         return log_likelihood(*emulators.predict(full), metrics).sum(axis=1) + prior_factor(full)
 
     rng = np.random.default_rng(spec.seed + 1)
-    particles = smc_particles(log_target, d, min(SMC_PARTICLES, n), rng, log)
+    particles = smc = smc_particles(log_target, d, min(SMC_PARTICLES, n), rng, log)
     best: tuple = (-1.0,)
     for k in range(IS_ROUNDS):
         mixture = MixtureProposal(particles, spec.seed + k)
@@ -481,7 +481,7 @@ def posterior_draws(
         if ess >= ENOUGH_ESS_SHARE * n:
             break
         particles = draws[_systematic_resample(w, rng, len(particles))]
-    return best[1:]
+    return (*best[1:], embed(smc))
 
 
 def effective_sample_size(w: np.ndarray) -> float:
@@ -696,9 +696,10 @@ def run_fit(spec_path: Path, out: Path, workers: int = 1, scheduler: str | None 
         first = _posterior(emulators, metrics, spec, log, log_prior)
     log("Sobol indices on the emulators")
     rows = sensitivity(emulators, spec, metrics)
-    # contraction under the likelihood's weights (importance sampling: a Bayesian posterior's), unless they are
-    # too few to measure a variance; against the prior the behaviours leave, so that only the counts identify
-    shrink = contraction(spec, first["draws"], first["weights"][_bayesian(first)], prior_variance(spec, log_prior))
+    # contraction on the SMC particles (equal weights: a posterior sample whatever importance sampling's effective
+    # draws, which were 91 on both waves, too few for a variance); against the prior the behaviours leave
+    shrink = contraction(spec, first["particles"], np.full(len(first["particles"]), 1.0 / len(first["particles"])),
+                         prior_variance(spec, log_prior))  # fmt: skip
     identified = screen(rows, list(spec.parameters), shrink)
     fixed = np.array([np.nan if s["identified"] else default_unit(spec, name) for name, s in identified.items()])
     final = first
@@ -759,7 +760,7 @@ def refined_design(spec: EmulatorSpec, first: dict, folder: Path) -> np.ndarray:
 
 def _posterior(emulators, metrics, spec, log, log_prior, fixed=None) -> dict:
     """Both methods on one set of draws: predictions in and out of sample, the comparison, the kept method, the weights."""
-    draws, mean, sd, loglik, log_q = posterior_draws(emulators, metrics, spec, log, log_prior, fixed)
+    draws, mean, sd, loglik, log_q, particles = posterior_draws(emulators, metrics, spec, log, log_prior, fixed)
     imp = implausibility(mean, sd, metrics)
     methods = {
         "importance_sampling": lambda keep: weights_from(loglik, keep, log_q),
@@ -777,7 +778,8 @@ def _posterior(emulators, metrics, spec, log, log_prior, fixed=None) -> dict:
     log(f"kept {chosen}: " + "; ".join(
         f"{m} {c['leave_one_study_out']['inside']}/{c['leave_one_study_out']['metrics']} inside out of sample"
         for m, c in comparison.items()))  # fmt: skip
-    return {"draws": draws, "preds": preds, "comparison": comparison, "chosen": chosen, "weights": weights}
+    return {"draws": draws, "preds": preds, "comparison": comparison, "chosen": chosen, "weights": weights,
+            "particles": particles}  # fmt: skip
 
 
 def default_unit(spec: EmulatorSpec, name: str) -> float:
