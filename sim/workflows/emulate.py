@@ -400,8 +400,8 @@ class MixtureProposal:
         d = draws.shape[1]
         k = max(1, min(MIXTURE_COMPONENTS, len(draws) // (10 * (d + 1))))
         gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-6, random_state=seed).fit(draws)
-        self.weights, self.means = gmm.weights_, gmm.means_
-        self.chols = np.linalg.cholesky(INFLATE * gmm.covariances_)
+        self.weights, self.means, self.covs = gmm.weights_, gmm.means_, INFLATE * gmm.covariances_
+        self.chols = np.linalg.cholesky(self.covs)
         self.mass = 1.0  # the mixture's probability inside the cube, measured when drawing
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -419,13 +419,10 @@ class MixtureProposal:
     def log_density(self, x: np.ndarray) -> np.ndarray:
         """Log density relative to the uniform prior on the cube (after :meth:`sample` has measured the mass)."""
         from scipy.special import logsumexp
+        from scipy.stats import multivariate_normal
 
-        d = x.shape[1]
-        log_comp = np.empty((len(x), len(self.weights)))
-        for j, (mean, chol) in enumerate(zip(self.means, self.chols, strict=True)):
-            z = np.linalg.solve(chol, (x - mean).T)
-            log_det = 2.0 * np.log(np.diag(chol)).sum()
-            log_comp[:, j] = np.log(self.weights[j]) - 0.5 * (np.sum(z**2, axis=0) + log_det + d * math.log(2 * math.pi))
+        log_comp = np.column_stack([multivariate_normal(m, c).logpdf(x) for m, c in zip(self.means, self.covs, strict=True)])
+        log_comp = log_comp.reshape(len(x), -1) + np.log(self.weights)
         return np.log(DEFENSIVE + (1 - DEFENSIVE) * np.exp(logsumexp(log_comp, axis=1)) / self.mass)
 
 
