@@ -25,6 +25,7 @@ from sim.workflows.emulate import (
     implausibility,
     load_emulator_spec,
     log_likelihood,
+    logit_sampling_variance,
     posterior_draws,
     predictions,
     reported_counts,
@@ -62,19 +63,36 @@ def test_gp_emulator_recovers_a_smooth_rate_between_design_points():
 def test_emulator_sd_is_about_the_expected_rate_not_the_design_s_binomial_noise():
     """64 points of a 2-D cube, 16 patients each, one true rate 0.4 everywhere (seed 5).
 
-    The white noise the GP fits is the binomial scatter of 16 patients: about 1/sqrt(16 x 0.24)
-    = 0.51 on the logit scale. The expected rate is known far better, from 64 points: the
-    predicted sd must stay below half that scatter (0.26) at new points. Counting the noise in
-    the sd, as before, gives 0.49-0.50.
+    The binomial scatter of 16 patients, about 1/sqrt(16 x 0.24) = 0.51 on the logit scale, is
+    given to the GP as each point's noise; it needs little white noise beyond it (variance under
+    0.05). The expected rate is known far better, from 64 points: the predicted sd must stay below
+    half that scatter (0.26) at new points. Counting the noise in the sd, as before, gives 0.49-0.50.
     """
     rng = np.random.default_rng(5)
     unit = rng.random((64, 2))
     counts = rng.binomial(16, 0.4, size=64)[:, None].astype(float)
     emulators = Emulators(unit, counts, 16, seed=5)
     mean, sd = emulators.predict(rng.random((50, 2)))
-    assert math.sqrt(emulators.noise_var[0]) > 0.3  # the GP did take the scatter as noise
+    assert emulators.white_var[0] < 0.05
     assert np.max(sd) < 0.26
     assert np.max(np.abs(mean - math.log(0.4 / 0.6))) < 0.3
+
+
+def test_logit_sampling_variance_matches_simulated_binomial_counts():
+    """The exact variance of the smoothed logit of 16 patients against 200,000 simulated cohorts (seed 9).
+
+    Expected: at rates 0.03, 0.36 and 0.9 the two agree within 2% (the Monte Carlo error of a
+    variance from 200,000 draws is about 0.3%); the delta method 1 / (n p (1 - p)) is 5 times the
+    exact value at 0.03, so the closed form matters.
+    """
+    rng = np.random.default_rng(9)
+    n = 16
+    for p in (0.03, 0.36, 0.9):
+        k = p * (n + 1.0) - 0.5  # the count whose smoothed rate is p
+        exact = logit_sampling_variance(np.array([k]), n)[0]
+        drawn = rng.binomial(n, p, 200_000)
+        simulated = np.var(np.log((drawn + 0.5) / (n + 0.5 - drawn)))
+        assert abs(exact / simulated - 1.0) < 0.02, (p, exact, simulated)
 
 
 def test_importance_weights_recover_the_rate_that_made_the_counts():
@@ -245,6 +263,21 @@ def test_stage_two_holds_the_unidentified_parameters_at_their_defaults():
     draws = posterior_draws(Flat(), [Metric("s", "a", "s", "training", "m", 0, 0)], spec, lambda line: None,
                             fixed=[np.nan, held])[0]  # fmt: skip
     assert np.all(draws[:, 1] == held) and np.ptp(draws[:, 0]) > 0.9
+
+
+def test_with_every_parameter_held_the_posterior_is_that_point():
+    """No parameter identified: stage 2 has nothing to sample, and its draws are the defaults' point."""
+
+    class Flat:
+        def predict(self, unit):
+            return np.zeros((len(unit), 1)), np.full((len(unit), 1), 0.1)
+
+    spec = EmulatorSpec(name="t", parameters={"hill_n": {}, "kill_per_activation": {}}, posterior_draws=500)
+    held = [default_unit(spec, "hill_n"), default_unit(spec, "kill_per_activation")]
+    draws, _, _, loglik, log_q, particles = posterior_draws(Flat(), [Metric("s", "a", "s", "training", "m", 0, 0)],
+                                                            spec, lambda line: None, fixed=held)  # fmt: skip
+    assert draws.shape == (500, 2) and np.all(draws == held) and np.all(particles == held)
+    assert effective_sample_size(weights_from(loglik, np.ones(1, bool), log_q)) == pytest.approx(500)
 
 
 @pytest.mark.slow
