@@ -12,8 +12,10 @@ ABC-SMC needs thousands of cohort simulations per generation; this fit needs one
    (below) and simulated the same way (``OUT/points-refine-<n>/``), and every emulator is refitted
    on both waves before the fit goes on: the refocusing of history matching.
 3. Emulators: per metric, a Gaussian process (scikit-learn) of the logit of the simulated rate
-   over the unit-cube coordinates, with a white-noise term that absorbs the binomial noise of
-   ``n_patients``; predictions carry the GP's uncertainty about the expected rate, not that noise.
+   over the unit-cube coordinates, given each point's binomial noise of ``n_patients`` as known
+   (stochastic kriging) plus a fitted white level; predictions carry the GP's uncertainty
+   about the expected rate, not that noise. ``sim.workflows.emulator_check`` scores held-out
+   design points against them.
 4. Posterior: ``posterior_draws`` draws weighted by the likelihood of the reported counts
    (binomial, the rate integrated over the emulator's uncertainty on the logit scale by
    Gauss-Hermite quadrature): tempered sequential Monte Carlo on the emulators finds the
@@ -176,6 +178,18 @@ def to_values(spec: EmulatorSpec, unit: np.ndarray) -> np.ndarray:
     return out
 
 
+def to_unit(spec: EmulatorSpec, values: np.ndarray) -> np.ndarray:
+    """Parameter values -> unit-cube coordinates: the inverse of :func:`to_values`."""
+    return np.column_stack([_unit(spec, name, values[:, j]) for j, name in enumerate(spec.parameters)])
+
+
+def _unit(spec: EmulatorSpec, name: str, x):
+    lo, hi = prior_range(name, spec.parameters[name])
+    if spec.parameters[name].scale == "log":
+        return (np.log(x) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return (x - lo) / (hi - lo)
+
+
 def run_point(payload: tuple, names: list[str], values: list[float], n_patients: int) -> list[int]:
     """Simulated counts (hits among ``n_patients``) of every metric at one design point."""
     rates = simulate(payload, dict(zip(names, values, strict=True)))
@@ -264,7 +278,7 @@ class Emulators:
         y = _logit((counts + 0.5) / (n_patients + 1.0))  # the Jeffreys-smoothed rate: finite at 0 and n
         d = unit.shape[1]
         self.models: list = []
-        self.white_var: list[float] = []  # the fitted white-noise variance of each GP beyond the binomial, logit units
+        self.white_var: list[float] = []  # each GP's fitted white level beyond the binomial, logit units
         for j in range(y.shape[1]):
             if np.ptp(counts[:, j]) == 0:
                 # no design point moved this count: the rate is known only to about one patient in n_patients
@@ -283,19 +297,18 @@ class Emulators:
     def predict(self, unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sd of the logit of the expected rate, shape (points, metrics) each.
 
-        The sd is the emulator's uncertainty about the expected rate, without noise: the binomial
-        scatter of simulated patients is not in it, which a reported cohort's own binomial carries
-        (counting it twice widened every interval and flattened the likelihood), and the white level
-        (which scikit-learn's predictive sd includes) is taken out.
+        The sd is the emulator's uncertainty about the expected rate. The binomial scatter of
+        simulated patients is not in it (a reported cohort's own binomial carries that; counting
+        it twice widened every interval and flattened the likelihood); the white level is, being
+        variation of the expected rate between nearby points that the kernel does not follow.
         """
         mean = np.empty((len(unit), len(self.models)))
         sd = np.empty_like(mean)
-        for j, (model, white_var) in enumerate(zip(self.models, self.white_var, strict=True)):
+        for j, model in enumerate(self.models):
             if isinstance(model, tuple):
                 mean[:, j], sd[:, j] = model
             else:
-                mean[:, j], total = model.predict(unit, return_std=True)
-                sd[:, j] = np.sqrt(np.maximum(total**2 - white_var, 0.0))
+                mean[:, j], sd[:, j] = model.predict(unit, return_std=True)
         return mean, sd
 
 
@@ -811,11 +824,7 @@ def _posterior(emulators, metrics, spec, log, log_prior, fixed=None) -> dict:
 
 def default_unit(spec: EmulatorSpec, name: str) -> float:
     """The default value of a parameter as a unit-cube coordinate of its prior (inside: checked on loading)."""
-    lo, hi = prior_range(name, spec.parameters[name])
-    x = PARAMETERS[name].value
-    if spec.parameters[name].scale == "log":
-        return (math.log(x) - math.log(lo)) / (math.log(hi) - math.log(lo))
-    return (x - lo) / (hi - lo)
+    return float(_unit(spec, name, PARAMETERS[name].value))
 
 
 def contraction_text(entry: dict) -> str:

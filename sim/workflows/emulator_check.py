@@ -1,0 +1,85 @@
+"""Held-out check of a fit's emulators: do simulated counts they never saw fall inside their predictive intervals?
+
+An emulator's uncertainty is only worth weighing a likelihood with if it is honest (Bastos &
+O'Hagan 2009, Technometrics 51:425). A seeded share of the fit's design points is left out, the
+emulators are refitted on the others, and every left-out simulated count is scored against its
+emulated predictive: the binomial of ``n_patients`` mixed over the emulator's logit mean and sd
+(Gauss-Hermite, as the likelihood). Reported:
+
+- ``inside_95``: the share of left-out counts inside their central 95% interval (about 0.95 when
+  the emulator is neither over- nor under-confident);
+- ``log_score``: the summed log predictive probability of the left-out counts (higher is better;
+  it compares emulators on the same split);
+- ``median_sd``: the median emulated sd of the logit rate at the left-out points.
+
+Run: ``python -m sim.workflows.emulator_check results/validation-cv [HELD_OUT] [SEED]`` (about
+2 minutes for the 256-point fit).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sim.workflows.emulate import GH_NODES, GH_WEIGHTS, Emulators, _expit, load_emulator_spec, to_unit
+
+
+def predictive_pmf(mean: np.ndarray, sd: np.ndarray, n: int) -> np.ndarray:
+    """P(count = k), k = 0..n, shape (points, n + 1): the binomial mixed over a normal logit rate."""
+    from scipy.stats import binom
+
+    k = np.arange(n + 1)
+    pmf = np.zeros((len(mean), n + 1))
+    for x, w in zip(GH_NODES, GH_WEIGHTS, strict=True):
+        pmf += w / math.sqrt(math.pi) * binom.pmf(k[None, :], n, _expit(mean + math.sqrt(2.0) * sd * x)[:, None])
+    return pmf
+
+
+def check(unit: np.ndarray, counts: np.ndarray, n_patients: int, held_out: int, seed: int) -> dict:
+    """Refit on all but ``held_out`` seeded design points and score those points' counts."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(unit), bool)
+    test[rng.choice(len(unit), held_out, replace=False)] = True
+    mean, sd = Emulators(unit[~test], counts[~test], n_patients, seed).predict(unit[test])
+    inside, log_score = [], 0.0
+    for j in range(counts.shape[1]):
+        pmf = predictive_pmf(mean[:, j], sd[:, j], n_patients)
+        k = counts[test, j].astype(int)
+        cdf = np.cumsum(pmf, axis=1)
+        lo = (cdf < 0.025 - 1e-12).sum(axis=1)  # first k with cdf >= 0.025, as a ppf
+        hi = (cdf < 0.975 - 1e-12).sum(axis=1)
+        inside.append((lo <= k) & (k <= hi))
+        log_score += float(np.log(np.maximum(pmf[np.arange(len(k)), k], 1e-300)).sum())
+    return {
+        "design_points": len(unit),
+        "held_out": held_out,
+        "counts_scored": int(test.sum()) * counts.shape[1],
+        "inside_95": float(np.mean(inside)),
+        "log_score": log_score,
+        "median_sd": float(np.median(sd)),
+    }
+
+
+def check_fit(fit_dir: Path, held_out: int = 64, seed: int = 0) -> dict:
+    """:func:`check` on a fit folder's ``design.parquet``, with the spec its ``fit.json`` names."""
+    import json
+
+    import pandas as pd
+
+    spec_path = Path(json.loads((fit_dir / "fit.json").read_text())["spec"])
+    spec = load_emulator_spec(spec_path)
+    design = pd.read_parquet(fit_dir / "design.parquet")
+    names = list(spec.parameters)
+    metrics = [c for c in design.columns if c not in names and c != "wave"]
+    unit = to_unit(spec, design[names].to_numpy())
+    return check(unit, design[metrics].to_numpy(float), spec.n_patients, held_out, seed)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    result = check_fit(Path(args[0]), *(int(a) for a in args[1:3]))
+    for key, value in result.items():
+        print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
