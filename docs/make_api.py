@@ -28,6 +28,7 @@ API = {
     "sim.workflows.screen": ("Screen", "rank"),
     "sim.workflows.calibrate": ("run_calibration", "load_param_set"),
     "sim.workflows.emulate": ("run_fit", "EmulatorSpec"),
+    "sim.workflows.emulator_check": ("check", "check_fit"),
     "sim.workflows.constraints": ("Constraint", "outcome_rule"),
     "sim.workflows.posterior": ("parameter_draws", "ship"),
     "sim.outcomes": ("Outcome", "rules"),

@@ -34,6 +34,7 @@ from sim.workflows.emulate import (
     sensitivity,
     weights_from,
 )
+from sim.workflows.emulator_check import check_fit
 from tests.conftest import ROOT
 
 QUICK = ROOT / "scenarios" / "calibration" / "emulator_quick.yaml"
@@ -303,6 +304,8 @@ def test_quick_fit_writes_its_outputs_and_resumes_to_the_same_posterior(tmp_path
     assert fit["stage_1"]["chosen_method"] in fit["comparison"]  # stage 1 screened, stage 2 is what the fit reports
     for s in fit["posterior"].values():
         assert s["identified"] or s["ci95"] == pytest.approx([s["default"]] * 2, rel=1e-12)  # held at its default
+    held_out = check_fit(out, held_out=2)  # the held-out check reads the fit folder
+    assert held_out["counts_scored"] == 2 * n_metrics and 0.0 <= held_out["inside_95"] <= 1.0
     (behaviour,) = fit["constraints"]  # the spec's one constraint, with its prior and posterior share
     assert behaviour["constraint"] == "contraction" and 0.0 <= behaviour["posterior_inside"] <= 1.0
     assert "Behaviours the fit must keep" in report and "| contraction | cll1_standard.yaml |" in report
