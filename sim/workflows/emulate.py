@@ -263,9 +263,9 @@ class Emulators:
     kriging: Ankenman, Nelson & Staum 2010, Operations Research 58:371). Fitted as one white-noise
     level, the scatter came out far too small on the fit's counts (0.05 on the logit scale for CD33
     post-HSCT CRS grade 2 and 0.0002 for its ICANS grade 0, where 16 patients scatter by 0.25-0.6)
-    and the GP chased it with short length scales: on 64 held-out design points of the fit its latent sd was 0.33 against
-    0.28 now, and the held-out counts' log score -4,438 against -4,408. A small white level stays
-    free for roughness that the RBF kernel misses.
+    and the GP chased it with short length scales. With 64 of the fit's design points held out
+    (``python -m sim.workflows.emulator_check``), the held-out counts' log score is -4,408 against
+    -4,443. A white level stays free for roughness of the expected rate that the RBF kernel misses.
     """
 
     def __init__(self, unit: np.ndarray, counts: np.ndarray, n_patients: int, seed: int):
