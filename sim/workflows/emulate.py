@@ -340,14 +340,19 @@ def _expit(x):
 
 def log_likelihood(mean: np.ndarray, sd: np.ndarray, metrics: list[Metric]) -> np.ndarray:
     """Per draw and metric: log of the binomial probability of the reported count, over the emulated logit."""
-    from scipy.stats import binom
-
     k = np.array([m.reported for m in metrics], dtype=float)
     n = np.array([m.n for m in metrics], dtype=float)
-    lik = np.zeros_like(mean)
+    return np.log(np.maximum(mixed_binomial_pmf(k, n, mean, sd), 1e-300))
+
+
+def mixed_binomial_pmf(k, n, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """P(count = k) of n patients at the rate expit(N(mean, sd^2)), by Gauss-Hermite quadrature (arrays broadcast)."""
+    from scipy.stats import binom
+
+    pmf = 0.0
     for x, w in zip(GH_NODES, GH_WEIGHTS, strict=True):
-        lik += w / math.sqrt(math.pi) * binom.pmf(k, n, _expit(mean + math.sqrt(2.0) * sd * x))
-    return np.log(np.maximum(lik, 1e-300))
+        pmf = pmf + w / math.sqrt(math.pi) * binom.pmf(k, n, _expit(mean + math.sqrt(2.0) * sd * x))
+    return pmf
 
 
 def weights_from(loglik: np.ndarray, keep: np.ndarray, log_q: np.ndarray | None = None) -> np.ndarray:

@@ -19,24 +19,17 @@ Run: ``python -m sim.workflows.emulator_check results/validation-cv [HELD_OUT] [
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from sim.workflows.emulate import GH_NODES, GH_WEIGHTS, Emulators, _expit, load_emulator_spec, to_unit
+from sim.workflows.emulate import Emulators, load_emulator_spec, mixed_binomial_pmf, to_unit
 
 
 def predictive_pmf(mean: np.ndarray, sd: np.ndarray, n: int) -> np.ndarray:
     """P(count = k), k = 0..n, shape (points, n + 1): the binomial mixed over a normal logit rate."""
-    from scipy.stats import binom
-
-    k = np.arange(n + 1)
-    pmf = np.zeros((len(mean), n + 1))
-    for x, w in zip(GH_NODES, GH_WEIGHTS, strict=True):
-        pmf += w / math.sqrt(math.pi) * binom.pmf(k[None, :], n, _expit(mean + math.sqrt(2.0) * sd * x)[:, None])
-    return pmf
+    return mixed_binomial_pmf(np.arange(n + 1)[None, :], n, mean[:, None], sd[:, None])
 
 
 def check(unit: np.ndarray, counts: np.ndarray, n_patients: int, held_out: int, seed: int) -> dict:
